@@ -1,0 +1,5 @@
+"""``python -m tollway``."""
+
+from tollway.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The management surface: health now; keys, projects, spend and audit later."""

@@ -1,0 +1,99 @@
+"""Wiring: build every component from settings and hang it on one ASGI app."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from tollway.admin.app import build_admin_app
+from tollway.asgi import JSON_CONTENT_TYPE, Message, Receive, Scope, Send, new_request_id
+from tollway.asgi import send_response as send_bytes
+from tollway.auth.credentials import Authenticator
+from tollway.auth.master import ensure_master_key
+from tollway.catalog import Catalog
+from tollway.dialects.endpoints import ENDPOINTS_BY_PATH
+from tollway.dialects.render import render_error
+from tollway.errors import NotFound
+from tollway.metering.tokens import TokenCounter
+from tollway.pipeline import Pipeline
+from tollway.providers.base import Provider
+from tollway.providers.registry import build_providers
+from tollway.routing.router import Router
+from tollway.settings import Dialect, Settings
+
+log = logging.getLogger("tollway.app")
+
+
+class Gateway:
+    """The ASGI application: proxy routes on a lean path, the rest to FastAPI."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        master_key, _ = ensure_master_key(settings)
+        self.providers: dict[str, Provider] = build_providers(settings)
+        self.router = Router(settings.models, self.providers)
+        authenticator = Authenticator(master_key)
+        self.pipeline = Pipeline(
+            authenticator,
+            self.router,
+            TokenCounter(),
+            settings.max_body_bytes,
+            settings.log.access,
+        )
+        self.catalog = Catalog(authenticator, self.router)
+        self.admin: FastAPI = build_admin_app()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch one ASGI event."""
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            endpoint = ENDPOINTS_BY_PATH.get(path)
+            if endpoint is not None:
+                await self.pipeline.handle(endpoint, scope, receive, send)
+            elif path == "/v1/models" or path.startswith("/v1/models/"):
+                await self.catalog.handle(scope, receive, send)
+            elif path.startswith("/v1/"):
+                await self._unknown_route(scope, send)
+            else:
+                await self.admin(scope, receive, _with_request_id(send))
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _unknown_route(self, scope: Scope, send: Send) -> None:
+        headers = {k.decode("latin-1"): v for k, v in scope["headers"]}
+        dialect = Dialect.ANTHROPIC if "anthropic-version" in headers else Dialect.OPENAI
+        error = NotFound(f"Unknown route: {scope['method']} {scope['path']}.")
+        request_id = (b"x-request-id", new_request_id().encode())
+        await send_bytes(send, 404, render_error(dialect, error), [JSON_CONTENT_TYPE, request_id])
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Close upstream connection pools."""
+        for provider in self.providers.values():
+            await provider.aclose()
+
+
+def _with_request_id(send: Send) -> Send:
+    request_id = (b"x-request-id", new_request_id().encode())
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), request_id]
+        await send(message)
+
+    return wrapped
+
+
+def create_app(settings: Settings) -> Gateway:
+    """Build the gateway for ``settings``."""
+    return Gateway(settings)

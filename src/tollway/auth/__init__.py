@@ -1,0 +1,1 @@
+"""Who is calling: credentials from request headers."""

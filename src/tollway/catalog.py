@@ -1,0 +1,75 @@
+"""``GET /v1/models``: the configured model names, in the dialect of the caller's SDK.
+
+OpenAI: https://platform.openai.com/docs/api-reference/models/list
+Anthropic (chosen when the request carries ``anthropic-version``):
+https://docs.anthropic.com/en/api/models-list
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tollway.asgi import JSON_CONTENT_TYPE, Receive, Scope, Send, header_map, new_request_id
+from tollway.asgi import send_response as send_bytes
+from tollway.auth.credentials import Authenticator
+from tollway.dialects.render import render_error
+from tollway.errors import MethodNotAllowed, ModelNotFound, TollwayError
+from tollway.routing.router import Router
+from tollway.settings import Dialect
+
+_EPOCH = "1970-01-01T00:00:00Z"
+
+
+class Catalog:
+    """Serves the model list and single-model lookups."""
+
+    def __init__(self, authenticator: Authenticator, router: Router) -> None:
+        self._authenticator = authenticator
+        self._router = router
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v1/models`` and ``GET /v1/models/{id}``."""
+        headers = header_map(scope)
+        dialect = Dialect.ANTHROPIC if "anthropic-version" in headers else Dialect.OPENAI
+        id_header = (b"x-request-id", new_request_id().encode())
+        try:
+            if scope["method"] != "GET":
+                raise MethodNotAllowed("Use GET to list models.")
+            self._authenticator.authenticate(headers)
+            path: str = scope["path"]
+            if path.rstrip("/") == "/v1/models":
+                body = self._listing(dialect)
+            else:
+                body = self._one(dialect, path.removeprefix("/v1/models/"))
+            status = 200
+        except TollwayError as error:
+            status, body = error.status, render_error(dialect, error)
+        await send_bytes(send, status, body, [JSON_CONTENT_TYPE, id_header])
+
+    def _entry(self, dialect: Dialect, name: str) -> dict[str, Any]:
+        if dialect is Dialect.ANTHROPIC:
+            return {"type": "model", "id": name, "display_name": name, "created_at": _EPOCH}
+        route = self._router.route_for_listing(name)
+        owner = route.provider.name if route else "tollway"
+        return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+    def _listing(self, dialect: Dialect) -> bytes:
+        names = self._router.names()
+        data = [self._entry(dialect, name) for name in names]
+        if dialect is Dialect.ANTHROPIC:
+            return orjson.dumps(
+                {
+                    "data": data,
+                    "has_more": False,
+                    "first_id": names[0] if names else None,
+                    "last_id": names[-1] if names else None,
+                }
+            )
+        return orjson.dumps({"object": "list", "data": data})
+
+    def _one(self, dialect: Dialect, name: str) -> bytes:
+        if self._router.route_for_listing(name) is None:
+            raise ModelNotFound(f"The model '{name}' does not exist.", param="model")
+        return orjson.dumps(self._entry(dialect, name))

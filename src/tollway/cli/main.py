@@ -1,0 +1,72 @@
+"""``tollway``: serve the gateway (and, later, manage keys, projects, spend, audit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tollway.auth.master import ensure_master_key, master_key_path
+from tollway.settings import ConfigError, load_settings
+
+app = typer.Typer(
+    name="tollway",
+    help="A secure, metered gateway for LLM APIs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config file (default: ./tollway.yaml)."),
+]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a one-line reason and return the exit to raise."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """Run the gateway."""
+    from tollway.server import serve as run_server
+
+    try:
+        settings = load_settings(config, {"host": host, "port": port, "workers": workers})
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    key, generated = ensure_master_key(settings)
+    if generated:
+        typer.echo(
+            f"Generated a master key (stored in {master_key_path(settings)}, mode 0600):\n"
+            f"  {key}\nIt is shown only this once."
+        )
+    if not settings.providers:
+        typer.secho(
+            "warning: no providers configured; set OPENAI_API_KEY / ANTHROPIC_API_KEY "
+            "or write a tollway.yaml (see README).",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    run_server(settings, config)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from tollway import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,119 @@
+"""The proxied endpoints, which dialect each belongs to, and how its body is checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tollway.dialects import validate as v
+from tollway.errors import BadRequest
+from tollway.settings import Dialect
+
+
+class Endpoint(StrEnum):
+    """A proxied API operation."""
+
+    CHAT_COMPLETIONS = "chat.completions"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"
+    MESSAGES = "messages"
+    COUNT_TOKENS = "messages.count_tokens"
+
+    @property
+    def dialect(self) -> Dialect:
+        """The dialect a client calling this endpoint speaks."""
+        if self in (Endpoint.MESSAGES, Endpoint.COUNT_TOKENS):
+            return Dialect.ANTHROPIC
+        return Dialect.OPENAI
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What the gateway needs to know about a validated request body."""
+
+    model: str
+    stream: bool
+    max_output_tokens: int | None
+
+
+def _chat(payload: v.Payload) -> RequestInfo:
+    model = v.model_name(payload)
+    v.message_list(payload)
+    stream = v.optional_bool(payload, "stream")
+    v.optional_object(payload, "stream_options")
+    for field in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        v.optional_number(payload, field)
+    v.optional_int(payload, "n", minimum=1)
+    max_tokens = v.optional_int(payload, "max_tokens", minimum=1)
+    max_completion = v.optional_int(payload, "max_completion_tokens", minimum=1)
+    return RequestInfo(model, stream, max_completion or max_tokens)
+
+
+def _completions(payload: v.Payload) -> RequestInfo:
+    model = v.model_name(payload)
+    v.text_or_list(payload, "prompt", required=True)
+    stream = v.optional_bool(payload, "stream")
+    v.optional_number(payload, "temperature")
+    return RequestInfo(model, stream, v.optional_int(payload, "max_tokens", minimum=1))
+
+
+def _embeddings(payload: v.Payload) -> RequestInfo:
+    model = v.model_name(payload)
+    v.text_or_list(payload, "input", required=True)
+    v.optional_int(payload, "dimensions", minimum=1)
+    return RequestInfo(model, False, None)
+
+
+def _responses(payload: v.Payload) -> RequestInfo:
+    model = v.model_name(payload)
+    v.text_or_list(payload, "input", required=False)
+    stream = v.optional_bool(payload, "stream")
+    v.optional_number(payload, "temperature")
+    return RequestInfo(model, stream, v.optional_int(payload, "max_output_tokens", minimum=1))
+
+
+def _messages(payload: v.Payload) -> RequestInfo:
+    model = v.model_name(payload)
+    v.message_list(payload)
+    max_tokens = v.optional_int(payload, "max_tokens", minimum=1)
+    if max_tokens is None:
+        raise BadRequest("Missing required field 'max_tokens'.", param="max_tokens")
+    v.text_or_list(payload, "system", required=False)
+    v.optional_number(payload, "temperature")
+    v.optional_number(payload, "top_p")
+    v.optional_int(payload, "top_k", minimum=0)
+    v.optional_object(payload, "metadata")
+    return RequestInfo(model, v.optional_bool(payload, "stream"), max_tokens)
+
+
+def _count_tokens(payload: v.Payload) -> RequestInfo:
+    model = v.model_name(payload)
+    v.message_list(payload)
+    v.text_or_list(payload, "system", required=False)
+    return RequestInfo(model, False, None)
+
+
+VALIDATORS: dict[Endpoint, Callable[[v.Payload], RequestInfo]] = {
+    Endpoint.CHAT_COMPLETIONS: _chat,
+    Endpoint.COMPLETIONS: _completions,
+    Endpoint.EMBEDDINGS: _embeddings,
+    Endpoint.RESPONSES: _responses,
+    Endpoint.MESSAGES: _messages,
+    Endpoint.COUNT_TOKENS: _count_tokens,
+}
+
+ENDPOINTS_BY_PATH: dict[str, Endpoint] = {
+    "/v1/chat/completions": Endpoint.CHAT_COMPLETIONS,
+    "/v1/completions": Endpoint.COMPLETIONS,
+    "/v1/embeddings": Endpoint.EMBEDDINGS,
+    "/v1/responses": Endpoint.RESPONSES,
+    "/v1/messages": Endpoint.MESSAGES,
+    "/v1/messages/count_tokens": Endpoint.COUNT_TOKENS,
+}
+
+
+def inspect(endpoint: Endpoint, payload: v.Payload) -> RequestInfo:
+    """Check a parsed body for ``endpoint`` and return what the gateway needs from it."""
+    return VALIDATORS[endpoint](payload)

@@ -1,0 +1,1 @@
+"""Tokens, usage, prices, budgets and limits."""

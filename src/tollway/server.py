@@ -1,0 +1,69 @@
+"""Run the gateway under uvicorn (uvloop + httptools), in one or several processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from tollway.app import Gateway, create_app
+from tollway.settings import Settings, load_settings
+from tollway.telemetry.logs import configure_logging
+
+log = logging.getLogger("tollway.server")
+_CONFIG_ENV = "TOLLWAY_CONFIG"
+
+
+def _loop() -> str:
+    return "uvloop" if sys.platform != "win32" else "asyncio"
+
+
+def worker_app() -> Gateway:
+    """App factory for worker processes: settings from the same config as the parent."""
+    settings = load_settings()
+    configure_logging(settings.log.level)
+    return create_app(settings)
+
+
+def serve(settings: Settings, config_path: Path | None) -> None:
+    """Serve until interrupted."""
+    configure_logging(settings.log.level)
+    log.info(
+        "listening",
+        extra={
+            "fields": {
+                "url": f"http://{settings.host}:{settings.port}",
+                "workers": settings.workers,
+            }
+        },
+    )
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": _loop(),
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "log_config": None,
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        return
+    # Worker processes re-read the same file; the environment carries everything else.
+    if config_path is not None:
+        os.environ[_CONFIG_ENV] = str(config_path.resolve())
+    os.environ["TOLLWAY_DATA_DIR"] = str(settings.data_dir.resolve())
+    uvicorn.run(
+        "tollway.server:worker_app",
+        factory=True,
+        workers=settings.workers,
+        **common,  # type: ignore[arg-type]
+    )
+
+
+__all__ = ["load_settings", "serve", "worker_app"]

@@ -1,0 +1,265 @@
+"""Configuration: one typed model, loaded from YAML and the environment.
+
+This is the only module that reads the process environment. Precedence, highest first:
+``TOLLWAY_...`` environment variables (nested fields with ``__``, e.g.
+``TOLLWAY_TIMEOUTS__CONNECT=3``), then the YAML file (``--config``, ``TOLLWAY_CONFIG`` or
+``./tollway.yaml``, with ``${VAR}`` and ``${VAR:-default}`` interpolation), then defaults.
+With no file at all, providers come from the standard variables that are set
+(``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_FILE = Path("tollway.yaml")
+MIB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the field."""
+
+
+class Dialect(StrEnum):
+    """An API dialect that clients speak and providers serve."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are typos, so they are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(Strict):
+    """Upstream timeouts in seconds."""
+
+    connect: float = Field(5.0, gt=0)
+    read: float = Field(600.0, gt=0, description="Wait for a response (headers and body).")
+    stream_idle: float = Field(120.0, gt=0, description="Longest silence inside a stream.")
+
+
+class ProviderConfig(Strict):
+    """One upstream account: a provider type, its credential and endpoint."""
+
+    type: Dialect
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    organization: str | None = None
+    project: str | None = None
+    timeouts: Timeouts | None = None
+    max_connections: int = Field(256, ge=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class ModelConfig(Strict):
+    """A client-facing model name mapped to a provider and an upstream model id."""
+
+    name: str = Field(min_length=1)
+    provider: str
+    model: str | None = Field(None, description="Upstream model id; defaults to the name.")
+    fallbacks: list[str] = Field(default_factory=list)
+
+    @property
+    def upstream_model(self) -> str:
+        """The model id sent upstream."""
+        return self.model or self.name
+
+
+class LogConfig(Strict):
+    """Structured logging."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    access: bool = True
+
+
+class Settings(BaseSettings):
+    """Everything Tollway needs to start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOLLWAY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    master_key: SecretStr | None = None
+    data_dir: Path = Path(".tollway")
+    database_url: str | None = None
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
+    max_body_bytes: int = Field(32 * MIB, ge=1024)
+    timeouts: Timeouts = Timeouts()
+    log: LogConfig = LogConfig()
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, which arrives as init kwargs.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _models_reference_providers(self) -> Settings:
+        seen: set[str] = set()
+        for index, model in enumerate(self.models):
+            if model.provider not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none configured"
+                raise ValueError(
+                    f"models[{index}].provider: unknown provider {model.provider!r} "
+                    f"(known: {known})"
+                )
+            if model.name in seen:
+                raise ValueError(f"models[{index}].name: duplicate model name {model.name!r}")
+            seen.add(model.name)
+        names = {m.name for m in self.models}
+        for index, model in enumerate(self.models):
+            for fallback in model.fallbacks:
+                if fallback not in names:
+                    raise ValueError(f"models[{index}].fallbacks: unknown model {fallback!r}")
+        return self
+
+    @property
+    def database_path_url(self) -> str:
+        """The database URL, defaulting to SQLite under the data dir."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'tollway.db'}"
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+# Providers enabled from the standard variables when there is no config file, and the
+# model-name patterns each one serves by default.
+_ENV_PROVIDERS: dict[str, tuple[Dialect, str, list[str]]] = {
+    "openai": (
+        Dialect.OPENAI,
+        "OPENAI_API_KEY",
+        ["gpt-*", "o1*", "o3*", "o4*", "chatgpt-*", "text-embedding-*", "codex-*"],
+    ),
+    "anthropic": (Dialect.ANTHROPIC, "ANTHROPIC_API_KEY", ["claude-*"]),
+}
+
+
+def interpolate(text: str, environ: Mapping[str, str]) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in raw config text."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = environ.get(name)
+        if value is None or (value == "" and default is not None):
+            return default if default is not None else ""
+        return value
+
+    return _VAR.sub(substitute, text)
+
+
+def _config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file not found: {explicit}")
+        return explicit
+    from_env = environ.get("TOLLWAY_CONFIG")
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError(f"TOLLWAY_CONFIG points to a missing file: {path}")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def _read_yaml(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(interpolate(path.read_text(encoding="utf-8"), environ))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    # Empty strings left by unset ${VAR}s mean "not set".
+    return _drop_empty(raw)
+
+
+def _drop_empty(value: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            out[key] = _drop_empty(item)
+        elif item != "":
+            out[key] = item
+    return out
+
+
+def _providers_from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    providers: dict[str, Any] = {}
+    models: list[dict[str, Any]] = []
+    for name, (dialect, variable, patterns) in _ENV_PROVIDERS.items():
+        key = environ.get(variable)
+        if not key:
+            continue
+        providers[name] = {"type": dialect.value, "api_key": key}
+        base = environ.get(f"{name.upper()}_BASE_URL")
+        if base:
+            providers[name]["base_url"] = base
+        models.extend({"name": pattern, "provider": name} for pattern in patterns)
+    return {"providers": providers, "models": models} if providers else {}
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "config"
+        message = item["msg"].removeprefix("Value error, ")
+        if message.startswith(f"{where}:") or ":" in message.split(" ")[0]:
+            lines.append(message)
+        else:
+            lines.append(f"{where}: {message}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(
+    config_path: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Load and validate settings; raises ConfigError naming the offending field."""
+    path = _config_path(config_path, os.environ)
+    data = _read_yaml(path, os.environ) if path is not None else _providers_from_environ(os.environ)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
