@@ -150,14 +150,20 @@ def anthropic_stream_events(model: str) -> list[bytes]:
         event("message_start", {"type": "message_start", "message": message}),
         event(
             "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
         ),
         event("ping", {"type": "ping"}),
     ]
     for piece in ANSWER_PIECES:
         delta = {"type": "text_delta", "text": piece}
         events.append(
-            event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+            event(
+                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            )
         )
     events += [
         event("content_block_stop", {"type": "content_block_stop", "index": 0}),
@@ -198,7 +204,9 @@ def stream_head(keep_alive: bool) -> bytes:
         b"HTTP/1.1 200 OK\r\n"
         b"content-type: text/event-stream; charset=utf-8\r\n"
         b"cache-control: no-cache\r\n"
-        b"transfer-encoding: chunked\r\n" + (b"" if keep_alive else b"connection: close\r\n") + b"\r\n"
+        b"transfer-encoding: chunked\r\n"
+        + (b"" if keep_alive else b"connection: close\r\n")
+        + b"\r\n"
     )
 
 

@@ -312,8 +312,8 @@ class Candidate(abc.ABC):
         """POST ``body`` and read the whole response body."""
 
     @abc.abstractmethod
-    async def stream(self, body: bytes, first_chunk_ns: list[int]) -> int:
-        """POST ``body``, read every chunk as it arrives, append the first chunk's time."""
+    async def stream(self, body: bytes, chunk_ns: list[int]) -> int:
+        """POST ``body``, read each chunk as it arrives and append its arrival time."""
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -343,13 +343,12 @@ class AiohttpCandidate(Candidate):
             _check_status(self.name, resp.status)
             return len(await resp.read())
 
-    async def stream(self, body: bytes, first_chunk_ns: list[int]) -> int:
+    async def stream(self, body: bytes, chunk_ns: list[int]) -> int:
         received = 0
         async with self.session.post(self.url, data=body, headers=STR_HEADERS) as resp:
             _check_status(self.name, resp.status)
             async for chunk in resp.content.iter_any():
-                if not received:
-                    first_chunk_ns.append(time.perf_counter_ns())
+                chunk_ns.append(time.perf_counter_ns())
                 received += len(chunk)
         return received
 
@@ -379,13 +378,12 @@ class HttpxCandidate(Candidate):
         _check_status(self.name, resp.status_code)
         return len(resp.content)
 
-    async def stream(self, body: bytes, first_chunk_ns: list[int]) -> int:
+    async def stream(self, body: bytes, chunk_ns: list[int]) -> int:
         received = 0
         async with self.client.stream("POST", self.url, content=body, headers=STR_HEADERS) as resp:
             _check_status(self.name, resp.status_code)
             async for chunk in resp.aiter_bytes():
-                if not received:
-                    first_chunk_ns.append(time.perf_counter_ns())
+                chunk_ns.append(time.perf_counter_ns())
                 received += len(chunk)
         return received
 
@@ -443,15 +441,14 @@ class HttpcoreCandidate(Candidate):
         _check_status(self.name, resp.status)
         return len(resp.content)
 
-    async def stream(self, body: bytes, first_chunk_ns: list[int]) -> int:
+    async def stream(self, body: bytes, chunk_ns: list[int]) -> int:
         received = 0
         async with self.pool.stream(
             "POST", self.url, headers=BYTE_HEADERS, content=body, extensions=TIMEOUT_EXTENSION
         ) as resp:
             _check_status(self.name, resp.status)
             async for chunk in resp.aiter_stream():
-                if not received:
-                    first_chunk_ns.append(time.perf_counter_ns())
+                chunk_ns.append(time.perf_counter_ns())
                 received += len(chunk)
         return received
 
@@ -559,7 +556,7 @@ class FloorCandidate(Candidate):
         self._addr = (host, int(port))
         self._idle: list[FloorConnection] = []
 
-    async def _exchange(self, body: bytes, first_chunk_ns: list[int] | None) -> int:
+    async def _exchange(self, body: bytes, chunk_ns: list[int] | None) -> int:
         conn = self._idle.pop() if self._idle else None
         if conn is None:
             _, conn = await self._loop_connect()
@@ -574,8 +571,8 @@ class FloorCandidate(Candidate):
         while not done:
             chunks, done = await conn.read_some()
             for chunk in chunks:
-                if not received and first_chunk_ns is not None:
-                    first_chunk_ns.append(time.perf_counter_ns())
+                if chunk_ns is not None:
+                    chunk_ns.append(time.perf_counter_ns())
                 received += len(chunk)
         _check_status(self.name, conn.status)
         if conn.usable:
@@ -593,9 +590,9 @@ class FloorCandidate(Candidate):
         async with asyncio.timeout(READ_TIMEOUT_S):
             return await self._exchange(body, None)
 
-    async def stream(self, body: bytes, first_chunk_ns: list[int]) -> int:
+    async def stream(self, body: bytes, chunk_ns: list[int]) -> int:
         async with asyncio.timeout(READ_TIMEOUT_S):
-            return await self._exchange(body, first_chunk_ns)
+            return await self._exchange(body, chunk_ns)
 
     async def close(self) -> None:
         for conn in self._idle:
@@ -637,6 +634,7 @@ class CaseResult:
     server_busy: float
     p50_us: float | None = None
     p99_us: float | None = None
+    chunks_per_req: float | None = None
 
 
 @dataclass
@@ -721,24 +719,27 @@ class Bench:
 
     async def case_stream(self, cand: Candidate) -> CaseResult:
         n = self.settings.stream_requests
-        sink: list[int] = []
         for _ in range(max(20, n // 20)):
-            await cand.stream(STREAM_REQUEST_BODY, sink)
+            await cand.stream(STREAM_REQUEST_BODY, [])
         ttfc = [0] * n
+        chunks = 0
 
         async def run() -> int:
+            nonlocal chunks
             received = 0
             for i in range(n):
-                first: list[int] = []
+                arrivals: list[int] = []
                 start = time.perf_counter_ns()
-                received += await cand.stream(STREAM_REQUEST_BODY, first)
-                ttfc[i] = first[0] - start
+                received += await cand.stream(STREAM_REQUEST_BODY, arrivals)
+                ttfc[i] = arrivals[0] - start
+                chunks += len(arrivals)
             return received
 
         _, result = await self._timed(run, n, SSE_BODY_LEN)
         ttfc.sort()
         result.p50_us = statistics.median(ttfc) / 1e3
         result.p99_us = percentile(ttfc, 0.99) / 1e3
+        result.chunks_per_req = chunks / n
         return result
 
 
@@ -791,6 +792,7 @@ COLUMNS = [
     ("c1 p99 us", "c1", "p99_us", False),
     ("SSE CPU us/req", "stream", "cpu_us_per_req", True),
     ("SSE TTFC p50 us", "stream", "p50_us", False),
+    ("SSE chunks/req", "stream", "chunks_per_req", False),
 ]
 
 

@@ -7,10 +7,12 @@ import logging
 from fastapi import FastAPI
 
 from tollway.admin.app import build_admin_app
+from tollway.admin.deps import AdminContext
 from tollway.asgi import JSON_CONTENT_TYPE, Message, Receive, Scope, Send, new_request_id
 from tollway.asgi import send_response as send_bytes
-from tollway.auth.credentials import Authenticator
+from tollway.auth.directory import KeyDirectory
 from tollway.auth.master import ensure_master_key
+from tollway.auth.secrets import ServerKeys
 from tollway.catalog import Catalog
 from tollway.dialects.endpoints import ENDPOINTS_BY_PATH
 from tollway.dialects.render import render_error
@@ -21,6 +23,8 @@ from tollway.providers.base import Provider
 from tollway.providers.registry import build_providers
 from tollway.routing.router import Router
 from tollway.settings import Dialect, Settings
+from tollway.store.db import Database
+from tollway.store.migrate import MigrationError
 
 log = logging.getLogger("tollway.app")
 
@@ -33,16 +37,20 @@ class Gateway:
         master_key, _ = ensure_master_key(settings)
         self.providers: dict[str, Provider] = build_providers(settings)
         self.router = Router(settings.models, self.providers)
-        authenticator = Authenticator(master_key)
+        self.server_keys = ServerKeys.from_settings(settings)
+        self.db = Database(settings.database_path_url)
+        self.directory = KeyDirectory(self.db, self.server_keys, master_key)
         self.pipeline = Pipeline(
-            authenticator,
+            self.directory,
             self.router,
             TokenCounter(),
             settings.max_body_bytes,
             settings.log.access,
         )
-        self.catalog = Catalog(authenticator, self.router)
-        self.admin: FastAPI = build_admin_app()
+        self.catalog = Catalog(self.directory, self.router)
+        self.admin: FastAPI = build_admin_app(
+            AdminContext(self.db, self.server_keys, master_key.encode())
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one ASGI event."""
@@ -71,6 +79,12 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await self.db.migrate()
+                except MigrationError as exc:
+                    log.error("startup failed", extra={"fields": {"reason": str(exc)}})
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -78,9 +92,11 @@ class Gateway:
                 return
 
     async def aclose(self) -> None:
-        """Close upstream connection pools."""
+        """Finish background writes and close connection pools."""
+        await self.directory.drain()
         for provider in self.providers.values():
             await provider.aclose()
+        await self.db.aclose()
 
 
 def _with_request_id(send: Send) -> Send:

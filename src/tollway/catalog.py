@@ -13,7 +13,7 @@ import orjson
 
 from tollway.asgi import JSON_CONTENT_TYPE, Receive, Scope, Send, header_map, new_request_id
 from tollway.asgi import send_response as send_bytes
-from tollway.auth.credentials import Authenticator
+from tollway.auth.directory import KeyDirectory
 from tollway.dialects.render import render_error
 from tollway.errors import MethodNotAllowed, ModelNotFound, TollwayError
 from tollway.routing.router import Router
@@ -25,8 +25,8 @@ _EPOCH = "1970-01-01T00:00:00Z"
 class Catalog:
     """Serves the model list and single-model lookups."""
 
-    def __init__(self, authenticator: Authenticator, router: Router) -> None:
-        self._authenticator = authenticator
+    def __init__(self, directory: KeyDirectory, router: Router) -> None:
+        self._directory = directory
         self._router = router
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -37,7 +37,7 @@ class Catalog:
         try:
             if scope["method"] != "GET":
                 raise MethodNotAllowed("Use GET to list models.")
-            self._authenticator.authenticate(headers)
+            await self._directory.authenticate(headers)
             path: str = scope["path"]
             if path.rstrip("/") == "/v1/models":
                 body = self._listing(dialect)

@@ -28,11 +28,12 @@ from tollway.asgi import (
     read_body,
     send_response,
 )
-from tollway.auth.credentials import Authenticator, Principal
+from tollway.auth.credentials import Principal
+from tollway.auth.directory import KeyDirectory
 from tollway.dialects.endpoints import Endpoint, RequestInfo, inspect
 from tollway.dialects.render import render_error
 from tollway.dialects.validate import Payload, parse_object
-from tollway.errors import BadRequest, MethodNotAllowed, TollwayError
+from tollway.errors import BadRequest, Forbidden, MethodNotAllowed, TollwayError
 from tollway.metering.tokens import TokenCounter
 from tollway.providers.base import UpstreamCall
 from tollway.providers.transport import UpstreamResponse
@@ -70,13 +71,13 @@ class Pipeline:
 
     def __init__(
         self,
-        authenticator: Authenticator,
+        directory: KeyDirectory,
         router: Router,
         tokens: TokenCounter,
         max_body_bytes: int,
         access_log: bool,
     ) -> None:
-        self._authenticator = authenticator
+        self._directory = directory
         self._router = router
         self._tokens = tokens
         self._max_body = max_body_bytes
@@ -91,7 +92,7 @@ class Pipeline:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Use POST for {scope['path']}.")
             headers = header_map(scope)
-            record.principal = self._authenticator.authenticate(headers)
+            record.principal = await self._directory.authenticate(headers)
             body = await read_body(receive, headers, self._max_body)
             payload = parse_object(body)
             info = inspect(endpoint, payload)
@@ -100,7 +101,7 @@ class Pipeline:
             record.provider, record.upstream_model = route.provider.name, route.upstream_model
             self.authorize(record.principal, route)
             await self.admit(record.principal, route, info)
-            call = self.prepare(endpoint, route, body, payload, info, headers)
+            call = self.prepare(endpoint, route, body, payload, info, headers, record.principal)
             await until_disconnect(receive, self.forward(send, route, call, record, id_header))
         except TollwayError as error:
             await self._send_error(send, endpoint, error, record, id_header)
@@ -110,7 +111,14 @@ class Pipeline:
             self.meter(record)
 
     def authorize(self, principal: Principal, route: Route) -> None:
-        """May this caller use this model? (Per-key scopes arrive with virtual keys.)"""
+        """May this caller use this model?"""
+        key = principal.key
+        if key is not None and not key.allows(route.model):
+            raise Forbidden(
+                f"This API key may not use the model '{route.model}'.",
+                param="model",
+                code="model_not_allowed",
+            )
 
     async def admit(self, principal: Principal, route: Route, info: RequestInfo) -> None:
         """Reserve budget and rate-limit capacity. (Arrives with metering.)"""
@@ -123,8 +131,10 @@ class Pipeline:
         payload: Payload,
         info: RequestInfo,
         headers: dict[str, str],
+        principal: Principal,
     ) -> UpstreamCall:
-        """The upstream request: the upstream model id in place of the client's name."""
+        """The upstream request: the upstream model id in place of the client's name, and
+        the project's own provider credential when it has one."""
         if not route.provider.supports(endpoint) and endpoint is not Endpoint.COUNT_TOKENS:
             raise BadRequest(
                 f"The model '{route.model}' is served by provider '{route.provider.name}' "
@@ -136,7 +146,8 @@ class Pipeline:
             payload["model"] = route.upstream_model
             body = orjson.dumps(payload)
         forwarded = {name: headers[name] for name in _FORWARDED if name in headers}
-        return UpstreamCall(endpoint, body, info.stream, forwarded)
+        credential = principal.key.credentials.get(route.provider.name) if principal.key else None
+        return UpstreamCall(endpoint, body, info.stream, forwarded, credential)
 
     async def forward(
         self,
@@ -157,7 +168,7 @@ class Pipeline:
             if call.endpoint is Endpoint.COUNT_TOKENS and upstream.status in _NO_COUNT_TOKENS:
                 await self._count_locally(send, call, record, id_header)
                 return
-            raise provider.error_for(upstream.status, body, upstream.header("retry-after"))
+            raise provider.error_for(upstream.status, body, upstream.header("retry-after"), call)
         await self._relay(send, upstream, call, record, [id_header])
 
     async def _relay(
@@ -212,6 +223,9 @@ class Pipeline:
             fields["error"] = record.error
         if record.principal is not None:
             fields["auth"] = record.principal.kind
+            if record.principal.key is not None:
+                fields["key_id"] = record.principal.key.id
+                fields["project_id"] = record.principal.key.project_id
         fields.update(record.extra)
         self._log.info("request", extra={"fields": fields})
 

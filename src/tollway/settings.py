@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     )
 
     master_key: SecretStr | None = None
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Server secret for key hashing, credential encryption and the audit "
+        "chain. Generated into the data dir when unset; set it when several hosts share "
+        "one database.",
+    )
+    public_url: str | None = Field(
+        None, description="Base URL clients use to reach the gateway (for `keys create --env`)."
+    )
     data_dir: Path = Path(".tollway")
     database_url: str | None = None
     redis_url: str | None = None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tollway.errors import Unauthorized
+if TYPE_CHECKING:
+    from tollway.auth.directory import KeyEntry
 
 # Where each SDK sends its key: OpenAI (Authorization: Bearer), Anthropic (x-api-key),
 # Azure OpenAI (api-key), Gemini (x-goog-api-key).
@@ -18,6 +19,7 @@ class Principal:
 
     kind: str
     key_id: str | None = None
+    key: KeyEntry | None = None
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -32,21 +34,3 @@ def presented_key(headers: dict[str, str]) -> str | None:
         if value:
             return value.strip()
     return None
-
-
-class Authenticator:
-    """Checks presented keys; the master key is always accepted on proxy routes."""
-
-    def __init__(self, master_key: str) -> None:
-        self._master = master_key.encode()
-
-    def authenticate(self, headers: dict[str, str]) -> Principal:
-        """The caller, or Unauthorized."""
-        key = presented_key(headers)
-        if key is None:
-            raise Unauthorized(
-                "No API key provided. Send it as 'Authorization: Bearer <key>' or 'x-api-key'."
-            )
-        if hmac.compare_digest(key.encode(), self._master):
-            return Principal(kind="master")
-        raise Unauthorized("Invalid API key.")

@@ -37,8 +37,9 @@ class AnthropicProvider(Provider):
         beta = call.client_headers.get("anthropic-beta")
         if beta:
             headers["anthropic-beta"] = beta
-        if self._api_key:
-            headers["x-api-key"] = self._api_key
+        key = self.api_key(call)
+        if key:
+            headers["x-api-key"] = key
         if call.stream:
             headers["accept"] = "text/event-stream"
         return headers

@@ -39,6 +39,7 @@ class UpstreamCall:
     body: bytes
     stream: bool
     client_headers: Mapping[str, str]
+    credential: str | None = None
 
 
 class Provider(ABC):
@@ -75,9 +76,11 @@ class Provider(ABC):
             self.url(call.endpoint), self.headers(call), call.body, stream=call.stream
         )
 
-    def error_for(self, status: int, body: bytes, retry_after: str | None) -> TollwayError:
+    def error_for(
+        self, status: int, body: bytes, retry_after: str | None, call: UpstreamCall | None = None
+    ) -> TollwayError:
         """Map a non-2xx upstream answer onto the error tree, keeping safe messages."""
-        detail = self.redact(_error_message(body))
+        detail = self.redact(_error_message(body), call)
         prefix = f"Provider '{self.name}'"
         if status in (401, 403):
             # The gateway's own credential was refused: the client cannot fix that and
@@ -96,10 +99,15 @@ class Provider(ABC):
             return UpstreamTimeout(message)
         return UpstreamError(message)
 
-    def redact(self, text: str) -> str:
-        """Remove this provider's credential and anything key-shaped from ``text``."""
-        if self._api_key:
-            text = text.replace(self._api_key, "[redacted]")
+    def api_key(self, call: UpstreamCall) -> str | None:
+        """The credential for this call: the project's own, else the provider's."""
+        return call.credential or self._api_key
+
+    def redact(self, text: str, call: UpstreamCall | None = None) -> str:
+        """Remove the credentials in play and anything key-shaped from ``text``."""
+        for secret in (self._api_key, call.credential if call else None):
+            if secret:
+                text = text.replace(secret, "[redacted]")
         return _KEYISH.sub("[redacted]", text)
 
     async def aclose(self) -> None:

@@ -31,8 +31,9 @@ class OpenAIProvider(Provider):
     def headers(self, call: UpstreamCall) -> dict[str, str]:
         """Content type, the provider key, and organization/project when configured."""
         headers = {"content-type": "application/json"}
-        if self._api_key:
-            headers["authorization"] = f"Bearer {self._api_key}"
+        key = self.api_key(call)
+        if key:
+            headers["authorization"] = f"Bearer {key}"
         if self.config.organization:
             headers["openai-organization"] = self.config.organization
         if self.config.project:

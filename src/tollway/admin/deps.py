@@ -1,0 +1,93 @@
+"""Who may call the management API: the master key or an admin key with a role.
+
+Fail closed: every route under ``/api/v1`` gets ``require_role(...)`` from its router,
+and the app refuses to start if any ``/api/v1`` route lacks it (see ``app.py``).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tollway.auth.credentials import presented_key
+from tollway.auth.secrets import ServerKeys
+from tollway.errors import Forbidden, Unauthorized
+from tollway.store import admin_keys
+from tollway.store.db import Database
+from tollway.store.ids import ADMIN_KEY_PREFIX
+
+ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+GUARD_MARK = "tollway_admin_guard"
+
+
+@dataclass(frozen=True)
+class Admin:
+    """An authenticated management caller."""
+
+    actor: str
+    role: str
+
+
+@dataclass(frozen=True)
+class AdminContext:
+    """What management handlers need, hung on the app at creation."""
+
+    db: Database
+    server_keys: ServerKeys
+    master_key: bytes
+
+
+def context(request: Request) -> AdminContext:
+    """The app's management context."""
+    ctx: AdminContext = request.app.state.admin
+    return ctx
+
+
+Context = Annotated[AdminContext, Depends(context)]
+
+
+async def authenticate(request: Request, ctx: AdminContext) -> Admin:
+    """The caller, from the master key or an admin key; anything else is a 401."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    key = presented_key(headers)
+    if key is None:
+        raise Unauthorized("The management API needs the master key or an admin key.")
+    if hmac.compare_digest(key.encode(), ctx.master_key):
+        return Admin(actor="master", role="admin")
+    if key.startswith(ADMIN_KEY_PREFIX):
+        async with ctx.db.reader() as session:
+            found = await admin_keys.by_hash(session, ctx.server_keys.hash_key(key))
+        if found is not None and hmac.compare_digest(found.key_hash, ctx.server_keys.hash_key(key)):
+            return Admin(actor=f"admin_key:{found.id}", role=found.role)
+    raise Unauthorized("Not a valid master key or admin key for the management API.")
+
+
+def require_role(minimum: str) -> Callable[..., Awaitable[Admin]]:
+    """A dependency admitting callers whose role is at least ``minimum``.
+
+    Reads (GET) need ``viewer``; anything that changes state needs ``minimum``.
+    """
+
+    async def guard(request: Request, ctx: Context) -> Admin:
+        admin = await authenticate(request, ctx)
+        needed = "viewer" if request.method in ("GET", "HEAD") else minimum
+        if ROLE_RANK[admin.role] < ROLE_RANK[needed]:
+            raise Forbidden(f"This needs the '{needed}' role; the caller has '{admin.role}'.")
+        request.state.admin = admin
+        return admin
+
+    setattr(guard, GUARD_MARK, True)
+    return guard
+
+
+def current_admin(request: Request) -> Admin:
+    """The caller the router's guard admitted."""
+    admin: Admin = request.state.admin
+    return admin
+
+
+Caller = Annotated[Admin, Depends(current_admin)]

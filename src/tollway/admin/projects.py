@@ -1,0 +1,112 @@
+"""``/api/v1/projects``: groups of keys with shared limits and credentials."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from tollway.admin.deps import Caller, Context, require_role
+from tollway.admin.schemas import ProjectCreate, ProjectPublic, ProjectUpdate, RevokeResult
+from tollway.admin.views import project_public
+from tollway.audit.chain import append
+from tollway.errors import BadRequest, NotFound
+from tollway.store import projects as project_store
+
+router = APIRouter(
+    prefix="/projects", tags=["projects"], dependencies=[Depends(require_role("operator"))]
+)
+
+
+def _audited(body: ProjectCreate | ProjectUpdate) -> dict[str, object]:
+    # Credential values never reach the audit trail; which providers changed does.
+    details = body.model_dump(mode="json", exclude_unset=True, exclude={"credentials"})
+    if body.credentials is not None:
+        details["credential_providers"] = sorted(body.credentials)
+    return details
+
+
+@router.post("", status_code=201, response_model=ProjectPublic)
+async def create_project(body: ProjectCreate, ctx: Context, caller: Caller) -> ProjectPublic:
+    """Create a project."""
+    async with ctx.db.transaction() as session:
+        if await project_store.by_name(session, body.name) is not None:
+            raise BadRequest(f"A project named '{body.name}' already exists.", param="name")
+        project = await project_store.create(
+            session, ctx.server_keys, body.name, body.model_dump(exclude={"name"})
+        )
+        await append(
+            session,
+            ctx.server_keys.audit,
+            actor=caller.actor,
+            action="project.created",
+            target_type="project",
+            target_id=project.id,
+            details=_audited(body),
+        )
+        return project_public(project, ctx.server_keys)
+
+
+@router.get("", response_model=list[ProjectPublic])
+async def list_projects(
+    ctx: Context, active: Annotated[bool | None, Query()] = None
+) -> list[ProjectPublic]:
+    """Projects, oldest first."""
+    async with ctx.db.reader() as session:
+        rows = await project_store.listing(session, active)
+    return [project_public(project, ctx.server_keys) for project in rows]
+
+
+@router.get("/{project_ref}", response_model=ProjectPublic)
+async def show_project(project_ref: str, ctx: Context) -> ProjectPublic:
+    """One project, by id or name."""
+    async with ctx.db.reader() as session:
+        project = await project_store.find(session, project_ref)
+    if project is None:
+        raise NotFound(f"No project '{project_ref}'.")
+    return project_public(project, ctx.server_keys)
+
+
+@router.patch("/{project_ref}", response_model=ProjectPublic)
+async def update_project(
+    project_ref: str, body: ProjectUpdate, ctx: Context, caller: Caller
+) -> ProjectPublic:
+    """Change limits, metadata, credentials, or (de)activate: a deactivated project's
+    keys stop working on the next request."""
+    async with ctx.db.transaction() as session:
+        project = await project_store.find(session, project_ref)
+        if project is None:
+            raise NotFound(f"No project '{project_ref}'.")
+        await project_store.apply_update(
+            session, ctx.server_keys, project, body.model_dump(exclude_unset=True)
+        )
+        await append(
+            session,
+            ctx.server_keys.audit,
+            actor=caller.actor,
+            action="project.updated",
+            target_type="project",
+            target_id=project.id,
+            details=_audited(body),
+        )
+        return project_public(project, ctx.server_keys)
+
+
+@router.post("/{project_ref}/revoke-keys", response_model=RevokeResult)
+async def revoke_project_keys(project_ref: str, ctx: Context, caller: Caller) -> RevokeResult:
+    """Revoke every key of a project at once."""
+    async with ctx.db.transaction() as session:
+        project = await project_store.find(session, project_ref)
+        if project is None:
+            raise NotFound(f"No project '{project_ref}'.")
+        count = await project_store.revoke_keys(session, project.id)
+        await append(
+            session,
+            ctx.server_keys.audit,
+            actor=caller.actor,
+            action="project.keys_revoked",
+            target_type="project",
+            target_id=project.id,
+            details={"revoked": count},
+        )
+    return RevokeResult(project_id=project.id, revoked=count)

@@ -1,0 +1,80 @@
+"""Rows to public schemas."""
+
+from __future__ import annotations
+
+from tollway.admin.schemas import AdminKeyPublic, AuditEntryPublic, KeyPublic, ProjectPublic
+from tollway.auth.secrets import ServerKeys
+from tollway.store import keys as key_store
+from tollway.store import projects as project_store
+from tollway.store.ids import as_utc
+from tollway.store.tables import AdminKey, AuditEntry, Project, VirtualKey
+
+
+def key_public(key: VirtualKey) -> KeyPublic:
+    """A key's public fields."""
+    return KeyPublic(
+        id=key.id,
+        name=key.name,
+        key_prefix=key.key_prefix,
+        project_id=key.project_id,
+        status=key_store.status(key),
+        active=key.active,
+        revoked_at=as_utc(key.revoked_at),
+        expires_at=as_utc(key.expires_at),
+        models=key.models,
+        max_budget_usd=key.max_budget_usd,
+        budget_period=key.budget_period,
+        rpm=key.rpm,
+        tpm=key.tpm,
+        max_parallel=key.max_parallel,
+        max_requests=key.max_requests,
+        request_count=key.request_count,
+        metadata=key.metadata_ or {},
+        created_by=key.created_by,
+        created_at=as_utc(key.created_at),
+        updated_at=as_utc(key.updated_at),
+    )
+
+
+def project_public(project: Project, server_keys: ServerKeys) -> ProjectPublic:
+    """A project's public fields: which providers have credentials, not the values."""
+    return ProjectPublic(
+        id=project.id,
+        name=project.name,
+        active=project.active,
+        max_budget_usd=project.max_budget_usd,
+        budget_period=project.budget_period,
+        rpm=project.rpm,
+        tpm=project.tpm,
+        max_parallel=project.max_parallel,
+        metadata=project.metadata_ or {},
+        credential_providers=sorted(project_store.open_credentials(server_keys, project)),
+        created_at=as_utc(project.created_at),
+        updated_at=as_utc(project.updated_at),
+    )
+
+
+def admin_key_public(key: AdminKey) -> AdminKeyPublic:
+    """An admin key's public fields."""
+    return AdminKeyPublic(
+        id=key.id,
+        name=key.name,
+        key_prefix=key.key_prefix,
+        role=key.role,
+        active=key.active,
+        created_at=as_utc(key.created_at),
+    )
+
+
+def audit_public(entry: AuditEntry) -> AuditEntryPublic:
+    """An audit entry's public fields."""
+    return AuditEntryPublic(
+        seq=entry.seq,
+        ts=as_utc(entry.ts),
+        actor=entry.actor,
+        action=entry.action,
+        target_type=entry.target_type,
+        target_id=entry.target_id,
+        details=entry.details or {},
+        hash=entry.hash,
+    )

@@ -1,0 +1,92 @@
+"""The server secret and the keys derived from it.
+
+One secret (``secret_key`` or generated into the data dir, mode 0600) yields independent
+subkeys by HKDF: one to hash API keys, one to encrypt provider credentials (AES-GCM),
+one to chain the audit log. Rotating a purpose never weakens another.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from tollway.settings import Settings
+
+SECRET_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
+
+
+class SealError(Exception):
+    """Sealed data could not be opened (wrong secret or tampered)."""
+
+
+def _derive(secret: bytes, purpose: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+        secret
+    )
+
+
+def _read_or_create(path: Path) -> str:
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    """Purpose-bound keys derived from the server secret."""
+
+    hashing: bytes
+    sealing: bytes
+    audit: bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerKeys:
+        """Derive from ``secret_key`` or the data dir's generated secret."""
+        if settings.secret_key is not None:
+            secret = settings.secret_key.get_secret_value()
+        else:
+            secret = _read_or_create(settings.data_dir / SECRET_FILE)
+        raw = secret.encode()
+        return cls(
+            hashing=_derive(raw, "tollway/api-key-hash/v1"),
+            sealing=_derive(raw, "tollway/credential-seal/v1"),
+            audit=_derive(raw, "tollway/audit-chain/v1"),
+        )
+
+    def hash_key(self, key: str) -> str:
+        """The stored form of an API key: HMAC-SHA256 under the hashing key."""
+        return hmac.new(self.hashing, key.encode(), hashlib.sha256).hexdigest()
+
+    def seal(self, plaintext: bytes, context: str) -> str:
+        """Encrypt and authenticate ``plaintext``, bound to ``context`` (e.g. a project id)."""
+        nonce = os.urandom(12)
+        sealed = AESGCM(self.sealing).encrypt(nonce, plaintext, context.encode())
+        return "v1:" + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open(self, token: str, context: str) -> bytes:
+        """Decrypt what ``seal`` produced for the same context."""
+        if not token.startswith("v1:"):
+            raise SealError("unknown sealed-data version")
+        raw = base64.urlsafe_b64decode(token[3:])
+        try:
+            return AESGCM(self.sealing).decrypt(raw[:12], raw[12:], context.encode())
+        except InvalidTag:
+            raise SealError("sealed data failed authentication") from None

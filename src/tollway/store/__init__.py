@@ -1,0 +1,1 @@
+"""Persistence: tables, engine, migrations (Alembic), and queries by concept."""

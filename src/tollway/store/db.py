@@ -1,0 +1,47 @@
+"""The database handle the app holds: engine, sessions, epoch reader."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollway.store.engine import create_engine, is_sqlite, sessions, sqlite_path
+from tollway.store.epoch import EpochReader, SqlEpochReader, SqliteEpochReader
+from tollway.store.migrate import upgrade
+
+
+class Database:
+    """One per app: built from a URL, closed at shutdown."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self._sessions = sessions(self.engine)
+        path = sqlite_path(url) if is_sqlite(url) else None
+        self.epoch: EpochReader = (
+            SqliteEpochReader(path) if path is not None else SqlEpochReader(self.engine)
+        )
+
+    async def migrate(self) -> str | None:
+        """Apply pending migrations; returns the current revision."""
+        return await upgrade(self.engine)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads."""
+        async with self._sessions() as session:
+            yield session
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        if isinstance(self.epoch, SqliteEpochReader):
+            self.epoch.close()
+        await self.engine.dispose()

@@ -1,0 +1,161 @@
+"""Virtual key queries."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollway.store.epoch import bump
+from tollway.store.ids import as_utc, display_prefix, new_id, new_virtual_key, utcnow
+from tollway.store.tables import Project, VirtualKey
+
+KEY_FIELDS = (
+    "max_budget_usd",
+    "budget_period",
+    "rpm",
+    "tpm",
+    "max_parallel",
+    "max_requests",
+    "models",
+)
+
+
+def status(key: VirtualKey, now: datetime | None = None) -> str:
+    """``active``, ``inactive``, ``revoked`` or ``expired``."""
+    if key.revoked_at is not None:
+        return "revoked"
+    expires = as_utc(key.expires_at)
+    if expires is not None and expires <= (now or utcnow()):
+        return "expired"
+    return "active" if key.active else "inactive"
+
+
+async def create(
+    session: AsyncSession,
+    hash_key: Any,
+    *,
+    name: str,
+    project: Project,
+    ttl_seconds: int | None,
+    expires_at: datetime | None,
+    fields: dict[str, Any],
+    created_by: str,
+) -> tuple[VirtualKey, str]:
+    """Mint a key; returns the row and the secret (which is never stored)."""
+    secret = new_virtual_key()
+    now = utcnow()
+    if ttl_seconds is not None:
+        expires_at = now + timedelta(seconds=ttl_seconds)
+    key = VirtualKey(
+        id=new_id("key"),
+        name=name,
+        key_hash=hash_key(secret),
+        key_prefix=display_prefix(secret),
+        project_id=project.id,
+        active=True,
+        expires_at=expires_at,
+        request_count=0,
+        metadata_=fields.get("metadata") or {},
+        expiry_audited=False,
+        created_by=created_by,
+        created_at=now,
+        updated_at=now,
+        **{field: fields.get(field) for field in KEY_FIELDS},
+    )
+    session.add(key)
+    await session.flush()
+    await bump(session)
+    return key, secret
+
+
+def filtered(
+    *,
+    project_id: str | None,
+    active: bool | None,
+    metadata: dict[str, str],
+    limit: int,
+    offset: int,
+) -> Select[VirtualKey]:
+    """Keys matching the filters, newest first."""
+    query = select(VirtualKey).order_by(VirtualKey.created_at.desc(), VirtualKey.id)
+    if project_id is not None:
+        query = query.where(VirtualKey.project_id == project_id)
+    if active is True:
+        query = query.where(VirtualKey.active.is_(True), VirtualKey.revoked_at.is_(None))
+        query = query.where((VirtualKey.expires_at.is_(None)) | (VirtualKey.expires_at > utcnow()))
+    elif active is False:
+        query = query.where(
+            (VirtualKey.active.is_(False))
+            | (VirtualKey.revoked_at.is_not(None))
+            | (VirtualKey.expires_at <= utcnow())
+        )
+    for field, value in metadata.items():
+        query = query.where(VirtualKey.metadata_[field].as_string() == value)
+    return query.limit(limit).offset(offset)
+
+
+async def get(session: AsyncSession, key_id: str) -> VirtualKey | None:
+    """A key by id."""
+    return await session.get(VirtualKey, key_id)
+
+
+async def apply_update(session: AsyncSession, key: VirtualKey, changes: dict[str, Any]) -> None:
+    """Apply a partial update; invalidates cached verifications everywhere."""
+    for field in (*KEY_FIELDS, "name"):
+        if field in changes:
+            setattr(key, field, changes[field])
+    if "metadata" in changes:
+        key.metadata_ = changes["metadata"] or {}
+    if changes.get("active") is not None:
+        key.active = changes["active"]
+    key.updated_at = utcnow()
+    await bump(session)
+
+
+async def revoke(session: AsyncSession, key: VirtualKey) -> bool:
+    """Revoke a key (the row stays for history); False if it already was."""
+    if key.revoked_at is not None:
+        return False
+    key.revoked_at = key.updated_at = utcnow()
+    key.active = False
+    await bump(session)
+    return True
+
+
+async def by_hash(session: AsyncSession, key_hash: str) -> tuple[VirtualKey, Project] | None:
+    """A key and its project by stored hash (the hot path's cache-miss query)."""
+    row = (
+        await session.execute(
+            select(VirtualKey, Project)
+            .join(Project, Project.id == VirtualKey.project_id)
+            .where(VirtualKey.key_hash == key_hash)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def take_request(session: AsyncSession, key_id: str) -> bool:
+    """Count one request against ``max_requests`` atomically; False when none are left."""
+    result = await session.execute(
+        update(VirtualKey)
+        .where(
+            VirtualKey.id == key_id,
+            (VirtualKey.max_requests.is_(None))
+            | (VirtualKey.request_count < VirtualKey.max_requests),
+        )
+        .values(request_count=VirtualKey.request_count + 1)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def mark_expiry_audited(session: AsyncSession, key_id: str) -> bool:
+    """Claim the one 'expired on use' audit entry for a key; False if already written."""
+    result = await session.execute(
+        update(VirtualKey)
+        .where(VirtualKey.id == key_id, VirtualKey.expiry_audited.is_(False))
+        .values(expiry_audited=True)
+    )
+    return bool(getattr(result, "rowcount", 0))
