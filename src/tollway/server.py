@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -11,6 +12,7 @@ import uvicorn
 
 from tollway.app import Gateway, create_app
 from tollway.settings import Settings, load_settings
+from tollway.store.db import Database
 from tollway.telemetry.logs import configure_logging
 
 log = logging.getLogger("tollway.server")
@@ -28,9 +30,19 @@ def worker_app() -> Gateway:
     return create_app(settings)
 
 
+async def _migrate(settings: Settings) -> None:
+    db = Database(settings.database_path_url)
+    try:
+        await db.migrate()
+    finally:
+        await db.aclose()
+
+
 def serve(settings: Settings, config_path: Path | None) -> None:
-    """Serve until interrupted."""
+    """Migrate the database, then serve until interrupted."""
     configure_logging(settings.log.level)
+    # Once, before any worker starts: workers then find the schema current.
+    asyncio.run(_migrate(settings))
     log.info(
         "listening",
         extra={

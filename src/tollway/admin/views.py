@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from tollway.admin.schemas import AdminKeyPublic, AuditEntryPublic, KeyPublic, ProjectPublic
 from tollway.auth.secrets import ServerKeys
 from tollway.store import keys as key_store
 from tollway.store import projects as project_store
 from tollway.store.ids import as_utc
 from tollway.store.tables import AdminKey, AuditEntry, Project, VirtualKey
+
+
+def money(value: Decimal | None) -> Decimal | None:
+    """A stored amount without the column's trailing zeros (10, not 10.0000000000)."""
+    if value is None:
+        return None
+    return Decimal(format(value.normalize(), "f"))
 
 
 def key_public(key: VirtualKey) -> KeyPublic:
@@ -22,7 +31,7 @@ def key_public(key: VirtualKey) -> KeyPublic:
         revoked_at=as_utc(key.revoked_at),
         expires_at=as_utc(key.expires_at),
         models=key.models,
-        max_budget_usd=key.max_budget_usd,
+        max_budget_usd=money(key.max_budget_usd),
         budget_period=key.budget_period,
         rpm=key.rpm,
         tpm=key.tpm,
@@ -42,7 +51,7 @@ def project_public(project: Project, server_keys: ServerKeys) -> ProjectPublic:
         id=project.id,
         name=project.name,
         active=project.active,
-        max_budget_usd=project.max_budget_usd,
+        max_budget_usd=money(project.max_budget_usd),
         budget_period=project.budget_period,
         rpm=project.rpm,
         tpm=project.tpm,

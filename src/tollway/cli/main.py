@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tollway.auth.master import ensure_master_key, master_key_path
+from tollway.cli import audit, keys, projects
 from tollway.settings import ConfigError, load_settings
 
 app = typer.Typer(
@@ -16,6 +17,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+app.add_typer(keys.app)
+app.add_typer(projects.app)
+app.add_typer(audit.app)
 
 ConfigOption = Annotated[
     Path | None,
@@ -38,6 +43,7 @@ def serve(
 ) -> None:
     """Run the gateway."""
     from tollway.server import serve as run_server
+    from tollway.store.migrate import MigrationError
 
     try:
         settings = load_settings(config, {"host": host, "port": port, "workers": workers})
@@ -56,7 +62,37 @@ def serve(
             err=True,
             fg=typer.colors.YELLOW,
         )
-    run_server(settings, config)
+    try:
+        run_server(settings, config)
+    except MigrationError as exc:
+        raise fail(str(exc), 1) from None
+
+
+@app.command()
+def migrate(config: ConfigOption = None) -> None:
+    """Bring the database schema up to date."""
+    import asyncio
+
+    from tollway.store.db import Database
+    from tollway.store.migrate import MigrationError
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+    async def upgrade() -> str | None:
+        db = Database(settings.database_path_url)
+        try:
+            return await db.migrate()
+        finally:
+            await db.aclose()
+
+    try:
+        revision = asyncio.run(upgrade())
+    except MigrationError as exc:
+        raise fail(str(exc), 1) from None
+    typer.echo(f"database at revision {revision}")
 
 
 @app.command()
