@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from tollway.admin.app import build_admin_app
 from tollway.admin.deps import AdminContext
@@ -17,6 +18,13 @@ from tollway.catalog import Catalog
 from tollway.dialects.endpoints import ENDPOINTS_BY_PATH
 from tollway.dialects.render import render_error
 from tollway.errors import NotFound
+from tollway.metering.budget import Ledger, MemoryLedger
+from tollway.metering.limits import Limiter
+from tollway.metering.meter import Meter, RateLimiter
+from tollway.metering.prices import PriceBook
+from tollway.metering.records import Recorder
+from tollway.metering.redis_ledger import RedisLedger
+from tollway.metering.redis_limits import RedisLimiter
 from tollway.metering.tokens import TokenCounter
 from tollway.pipeline import Pipeline
 from tollway.providers.base import Provider
@@ -40,10 +48,24 @@ class Gateway:
         self.server_keys = ServerKeys.from_settings(settings)
         self.db = Database(settings.database_path_url)
         self.directory = KeyDirectory(self.db, self.server_keys, master_key)
+        self.redis: Redis | None = (
+            Redis.from_url(settings.redis_url) if settings.redis_url else None
+        )
+        tokens = TokenCounter()
+        self.recorder = Recorder(self.db, settings.data_dir)
+        self.meter = Meter(
+            PriceBook(),
+            self._ledger(),
+            self._limiter(),
+            self.recorder,
+            tokens,
+            settings.default_max_output_tokens,
+        )
         self.pipeline = Pipeline(
             self.directory,
             self.router,
-            TokenCounter(),
+            self.meter,
+            tokens,
             settings.max_body_bytes,
             settings.log.access,
         )
@@ -51,6 +73,16 @@ class Gateway:
         self.admin: FastAPI = build_admin_app(
             AdminContext(self.db, self.server_keys, master_key.encode())
         )
+
+    def _ledger(self) -> Ledger:
+        if self.redis is not None:
+            return RedisLedger(self.db, self.redis, self.settings.redis_prefix)
+        return MemoryLedger(self.db)
+
+    def _limiter(self) -> RateLimiter:
+        if self.redis is not None:
+            return RedisLimiter(self.redis, self.settings.redis_prefix)
+        return Limiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one ASGI event."""
@@ -81,6 +113,7 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.db.migrate()
+                    await self.recorder.start()
                 except MigrationError as exc:
                     log.error("startup failed", extra={"fields": {"reason": str(exc)}})
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -94,6 +127,9 @@ class Gateway:
     async def aclose(self) -> None:
         """Finish background writes and close connection pools."""
         await self.directory.drain()
+        await self.recorder.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         for provider in self.providers.values():
             await provider.aclose()
         await self.db.aclose()

@@ -36,7 +36,7 @@ class Catalog:
         id_header = (b"x-request-id", new_request_id().encode())
         try:
             if scope["method"] != "GET":
-                raise MethodNotAllowed("Use GET to list models.")
+                raise MethodNotAllowed("Use GET to list models.", headers={"allow": "GET"})
             await self._directory.authenticate(headers)
             path: str = scope["path"]
             if path.rstrip("/") == "/v1/models":
@@ -46,6 +46,9 @@ class Catalog:
             status = 200
         except TollwayError as error:
             status, body = error.status, render_error(dialect, error)
+            extra = [(k.encode(), v.encode()) for k, v in error.headers.items()]
+            await send_bytes(send, status, body, [JSON_CONTENT_TYPE, id_header, *extra])
+            return
         await send_bytes(send, status, body, [JSON_CONTENT_TYPE, id_header])
 
     def _entry(self, dialect: Dialect, name: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
@@ -16,6 +16,7 @@ from typing import TypeVar
 from tollway.asgi import SSE_HEADERS, ClientDisconnected, RawHeaders, Receive, Send
 from tollway.dialects.render import render_stream_error
 from tollway.errors import TollwayError, UpstreamError
+from tollway.metering.stream_meter import StreamMeter
 from tollway.providers.transport import UpstreamResponse
 from tollway.settings import Dialect
 from tollway.sse import EventSplitter
@@ -28,7 +29,6 @@ class StreamOutcome:
     """What happened while streaming, for logs and metering."""
 
     events: int = 0
-    bytes_sent: int = 0
     first_event_at: float | None = None
     error: TollwayError | None = None
     complete: bool = False
@@ -60,18 +60,23 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     raise ClientDisconnected
 
 
-async def send_whole(send: Send, upstream: UpstreamResponse, headers: RawHeaders) -> int:
-    """Read the upstream body and send it as one response; returns its size."""
+async def read_whole(upstream: UpstreamResponse) -> bytes:
+    """The upstream body; the connection is dropped if the read is cancelled."""
     try:
-        body = await upstream.read()
+        return await upstream.read()
     except asyncio.CancelledError:
         upstream.abort()
         raise
-    content_type = upstream.header("content-type") or "application/json"
+
+
+async def send_whole(
+    send: Send, status: int, body: bytes, content_type: str, headers: RawHeaders
+) -> None:
+    """Send a complete response."""
     await send(
         {
             "type": "http.response.start",
-            "status": upstream.status,
+            "status": status,
             "headers": [
                 (b"content-type", content_type.encode("latin-1")),
                 (b"content-length", str(len(body)).encode()),
@@ -80,7 +85,6 @@ async def send_whole(send: Send, upstream: UpstreamResponse, headers: RawHeaders
         }
     )
     await send({"type": "http.response.body", "body": body})
-    return len(body)
 
 
 async def send_stream(
@@ -88,12 +92,17 @@ async def send_stream(
     upstream: UpstreamResponse,
     headers: RawHeaders,
     dialect: Dialect,
+    meter: StreamMeter,
     outcome: StreamOutcome,
+    finish: Callable[[], Awaitable[None]],
 ) -> None:
     """Pass SSE events through as they arrive, one flush per event.
 
-    Once the first byte has reached the client nothing can be retried, so an upstream
-    failure mid-stream becomes an error event in the client's dialect.
+    ``finish`` records the call; it runs when the stream's final event arrives and before
+    that event is sent (or before an error event), so the record exists before the
+    client sees the stream end. Once the first byte has
+    reached the client nothing can be retried, so an upstream failure mid-stream becomes
+    an error event in the client's dialect.
     """
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
     splitter = EventSplitter()
@@ -102,14 +111,20 @@ async def send_stream(
             for event in splitter.feed(chunk):
                 if outcome.first_event_at is None:
                     outcome.first_event_at = time.perf_counter()
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-                outcome.events += 1
-                outcome.bytes_sent += len(event)
+                out = meter.observe(event)
+                if meter.finished:
+                    await finish()
+                if out is not None:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                    outcome.events += 1
         if splitter.rest().strip():
             raise UpstreamError("The provider's stream ended in the middle of an event.")
+        if not meter.finished:
+            raise UpstreamError("The provider's stream ended before its final event.")
         outcome.complete = True
     except UpstreamError as error:
         outcome.error = error
+        await finish()
         await send(
             {
                 "type": "http.response.body",
@@ -120,4 +135,5 @@ async def send_stream(
     finally:
         if not outcome.complete:
             upstream.abort()
+    await finish()
     await send({"type": "http.response.body", "body": b""})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -38,9 +39,16 @@ async def _migrate(settings: Settings) -> None:
         await db.aclose()
 
 
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    # uvicorn re-raises the signal that stopped it once shutdown is done; a graceful stop
+    # on SIGTERM is a success, so it ends the process with status 0.
+    raise SystemExit(0)
+
+
 def serve(settings: Settings, config_path: Path | None) -> None:
     """Migrate the database, then serve until interrupted."""
     configure_logging(settings.log.level)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     # Once, before any worker starts: workers then find the schema current.
     asyncio.run(_migrate(settings))
     log.info(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -79,6 +80,15 @@ class ProviderConfig(Strict):
         return value.rstrip("/")
 
 
+class Price(Strict):
+    """USD per million tokens; overrides the price database for one model."""
+
+    input_mtok: Decimal = Field(ge=0)
+    output_mtok: Decimal = Field(ge=0)
+    cache_read_mtok: Decimal | None = Field(None, ge=0)
+    cache_write_mtok: Decimal | None = Field(None, ge=0)
+
+
 class ModelConfig(Strict):
     """A client-facing model name mapped to a provider and an upstream model id."""
 
@@ -86,6 +96,10 @@ class ModelConfig(Strict):
     provider: str
     model: str | None = Field(None, description="Upstream model id; defaults to the name.")
     fallbacks: list[str] = Field(default_factory=list)
+    price: Price | None = None
+    max_output_tokens: int | None = Field(
+        None, ge=1, description="Output limit assumed when a request sets none (budgets)."
+    )
 
     @property
     def upstream_model(self) -> str:
@@ -123,10 +137,14 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".tollway")
     database_url: str | None = None
     redis_url: str | None = None
+    redis_prefix: str = Field("tollway:", description="Prefix of every Redis key Tollway uses.")
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(1, ge=1)
     max_body_bytes: int = Field(32 * MIB, ge=1024)
+    default_max_output_tokens: int = Field(
+        32_768, ge=1, description="Output limit assumed for budgets when nothing says otherwise."
+    )
     timeouts: Timeouts = Timeouts()
     log: LogConfig = LogConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
@@ -215,13 +233,21 @@ def _read_yaml(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(interpolate(path.read_text(encoding="utf-8"), environ))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML{_yaml_where(exc)}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of settings")
     # Empty strings left by unset ${VAR}s mean "not set".
     return _drop_empty(raw)
+
+
+def _yaml_where(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or "syntax error"
+    if mark is None:
+        return f": {problem}"
+    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def _drop_empty(value: dict[str, Any]) -> dict[str, Any]:

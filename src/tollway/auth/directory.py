@@ -46,6 +46,7 @@ class KeyEntry:
     metadata: dict[str, Any]
     credentials: dict[str, str]
     limits: dict[str, Any]
+    project_limits: dict[str, Any]
     _allowed: dict[str, bool] = field(default_factory=dict)
 
     def allows(self, model: str) -> bool:
@@ -145,6 +146,13 @@ class KeyDirectory:
                 "rpm": key.rpm,
                 "tpm": key.tpm,
                 "max_parallel": key.max_parallel,
+            },
+            project_limits={
+                "max_budget_usd": project.max_budget_usd,
+                "budget_period": project.budget_period,
+                "rpm": project.rpm,
+                "tpm": project.tpm,
+                "max_parallel": project.max_parallel,
             },
         )
 

@@ -45,6 +45,16 @@ class TokenCounter:
             total += self.count_text(orjson.dumps(tools).decode())
         return total
 
+    def count_request(self, payload: dict[str, Any]) -> int:
+        """Input tokens of any proxied request body (chat, messages, completions,
+        embeddings, responses)."""
+        total = self.count_messages(payload)
+        for field in ("prompt", "input", "instructions"):
+            value = payload.get(field)
+            if value is not None:
+                total += self._count_content(value)
+        return total
+
     def _count_content(self, content: Any) -> int:
         if content is None:
             return 0
@@ -60,9 +70,11 @@ class TokenCounter:
         if not isinstance(block, dict):
             return 0
         kind = block.get("type")
-        if kind == "text" and isinstance(block.get("text"), str):
+        if kind in ("text", "input_text") and isinstance(block.get("text"), str):
             return self.count_text(block["text"])
-        if kind in ("image", "image_url", "document"):
+        if "content" in block and "role" in block:
+            return self._count_content(block["content"]) + _PER_MESSAGE
+        if kind in ("image", "image_url", "input_image", "document", "input_file"):
             # Images are priced by size upstream; a flat estimate keeps this honest
             # without decoding them (Anthropic: about (w*h)/750, capped near 1,600).
             return 1600

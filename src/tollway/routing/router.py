@@ -21,6 +21,7 @@ class Route:
     model: str
     provider: Provider
     upstream_model: str
+    config: ModelConfig
 
 
 def is_pattern(name: str) -> bool:
@@ -39,7 +40,7 @@ class Router:
             if is_pattern(entry.name):
                 self._patterns.append((entry, provider))
             else:
-                self._exact[entry.name] = Route(entry.name, provider, entry.upstream_model)
+                self._exact[entry.name] = Route(entry.name, provider, entry.upstream_model, entry)
 
     def resolve(self, model: str) -> Route:
         """The route for ``model``, or ModelNotFound naming it."""
@@ -48,7 +49,7 @@ class Router:
             return route
         for entry, provider in self._patterns:
             if fnmatch.fnmatchcase(model, entry.name):
-                return Route(model, provider, entry.model or model)
+                return Route(model, provider, entry.model or model, entry)
         raise ModelNotFound(
             f"The model '{model}' does not exist or is not served by this gateway.",
             param="model",

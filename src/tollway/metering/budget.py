@@ -1,0 +1,159 @@
+"""Budgets that never overshoot: reserve the worst case, settle to the actual cost.
+
+Admission reserves a call's worst-case cost against every budget that applies (the key's
+and its project's) in one atomic step, or refuses with 402; when the call ends the
+reservation is replaced by what it really cost. Amounts are integer nano-dollars inside
+ledgers, so every backend adds exactly.
+
+Ledgers: ``MemoryLedger`` (one process: the event loop makes check-and-reserve atomic)
+and ``RedisLedger`` (many processes or hosts: one Lua script), both starting a period's
+spend from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from tollway.errors import PaymentRequired
+from tollway.store.db import Database
+from tollway.store.tables import SpendRecord
+
+NANO = Decimal(1_000_000_000)
+LIFETIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_nano(amount: Decimal) -> int:
+    """USD to integer nano-dollars, rounding up (a reservation never falls short)."""
+    scaled = amount * NANO
+    whole = int(scaled)
+    return whole + 1 if scaled > whole else whole
+
+
+def period_start(period: str | None, now: datetime) -> datetime:
+    """Start of the budget period containing ``now`` (UTC)."""
+    if period == "day":
+        return now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return LIFETIME
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One budget that applies to a call."""
+
+    kind: str  # "key" or "project"
+    owner_id: str
+    limit_usd: Decimal
+    period: str | None
+
+    def slot(self, now: datetime) -> tuple[str, str, datetime]:
+        """The ledger slot for the current period."""
+        return (self.kind, self.owner_id, period_start(self.period, now))
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Money held for one call until it settles."""
+
+    slots: list[tuple[str, str, datetime]]
+    nano: int
+    settled: bool = False
+
+
+class Ledger:
+    """Reserve and settle against budgets."""
+
+    async def reserve(self, budgets: list[Budget], amount: Decimal) -> Reservation:
+        """Hold ``amount`` on every budget, or raise PaymentRequired."""
+        raise NotImplementedError
+
+    async def settle(self, reservation: Reservation, actual: Decimal) -> None:
+        """Replace the hold with the actual cost."""
+        raise NotImplementedError
+
+    async def spent(self, budget: Budget) -> Decimal:
+        """Spend recorded or held in the budget's current period."""
+        raise NotImplementedError
+
+
+def exhausted(budget: Budget, spent_nano: int, wanted_nano: int) -> PaymentRequired:
+    """The 402 for a budget that cannot take ``wanted_nano`` more."""
+    owner = "API key" if budget.kind == "key" else "project"
+    period = f" for this {budget.period}" if budget.period else ""
+    left = max(to_nano(budget.limit_usd) - spent_nano, 0) / NANO
+    return PaymentRequired(
+        f"Budget exhausted: the {owner}'s budget of ${budget.limit_usd}{period} has "
+        f"${left:.6f} left, and this request may cost up to ${wanted_nano / NANO:.6f}. "
+        "Lower max_tokens or raise the budget."
+    )
+
+
+async def spent_in_db(db: Database, kind: str, owner_id: str, since: datetime) -> int:
+    """Nano-dollars recorded for an owner since ``since``."""
+    column = SpendRecord.key_id if kind == "key" else SpendRecord.project_id
+    async with db.reader() as session:
+        total = await session.scalar(
+            select(func.coalesce(func.sum(SpendRecord.cost_usd), 0)).where(
+                column == owner_id, SpendRecord.ts >= since
+            )
+        )
+    return to_nano(Decimal(str(total or 0)))
+
+
+class MemoryLedger(Ledger):
+    """Single-process ledger; each slot starts from the database once."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._spent: dict[tuple[str, str, datetime], int] = {}
+        self._held: dict[tuple[str, str, datetime], int] = {}
+        self._loading: dict[tuple[str, str, datetime], asyncio.Future[int]] = {}
+
+    async def _load(self, slot: tuple[str, str, datetime]) -> None:
+        if slot in self._spent:
+            return
+        pending = self._loading.get(slot)
+        if pending is None:
+            pending = asyncio.ensure_future(spent_in_db(self._db, *slot))
+            self._loading[slot] = pending
+        value = await pending
+        self._loading.pop(slot, None)
+        self._spent.setdefault(slot, value)
+
+    async def reserve(self, budgets: list[Budget], amount: Decimal) -> Reservation:
+        """Hold ``amount`` on every budget, or raise PaymentRequired."""
+        now = datetime.now(UTC)
+        slots = [budget.slot(now) for budget in budgets]
+        for slot in slots:
+            await self._load(slot)
+        wanted = to_nano(amount)
+        # No await from here on: the check and the hold are one atomic step.
+        for budget, slot in zip(budgets, slots, strict=True):
+            used = self._spent[slot] + self._held.get(slot, 0)
+            if used + wanted > to_nano(budget.limit_usd):
+                raise exhausted(budget, used, wanted)
+        for slot in slots:
+            self._held[slot] = self._held.get(slot, 0) + wanted
+        return Reservation(slots, wanted)
+
+    async def settle(self, reservation: Reservation, actual: Decimal) -> None:
+        """Replace the hold with the actual cost."""
+        if reservation.settled:
+            return
+        reservation.settled = True
+        cost = to_nano(actual)
+        for slot in reservation.slots:
+            self._held[slot] = self._held.get(slot, 0) - reservation.nano
+            self._spent[slot] = self._spent.get(slot, 0) + cost
+
+    async def spent(self, budget: Budget) -> Decimal:
+        """Spend recorded or held in the budget's current period."""
+        slot = budget.slot(datetime.now(UTC))
+        await self._load(slot)
+        return Decimal(self._spent[slot] + self._held.get(slot, 0)) / NANO

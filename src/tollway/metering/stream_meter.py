@@ -1,0 +1,138 @@
+"""Read usage out of a stream as its events pass, without changing what the client gets.
+
+Only events that can carry usage are parsed (a byte check first), so the cost per event is
+a few substring tests. Shapes:
+
+- OpenAI chat/completions: with ``stream_options.include_usage`` a last chunk with empty
+  ``choices`` carries ``usage`` and every other chunk has ``"usage": null``
+  (https://platform.openai.com/docs/api-reference/chat/create#chat-create-stream_options).
+  When the gateway added that option the client did not ask for, both are taken out again.
+- OpenAI Responses: ``response.completed`` (or ``incomplete``/``failed``) carries usage.
+- Anthropic: ``message_start`` carries input usage, ``message_delta`` the running output
+  count (https://docs.anthropic.com/en/docs/build-with-claude/streaming).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from tollway.dialects.endpoints import Endpoint
+from tollway.metering.usage import Usage, from_anthropic, from_openai, from_responses
+
+_NULL_USAGE = re.compile(rb',\s*"usage"\s*:\s*null|"usage"\s*:\s*null\s*,?')
+_TEXT_KEYS = frozenset(
+    {"content", "text", "partial_json", "arguments", "delta", "refusal", "thinking"}
+)
+_RESPONSES_END = (b"response.completed", b"response.incomplete", b"response.failed")
+
+
+def event_data(event: bytes) -> bytes:
+    """The joined ``data:`` lines of one SSE event."""
+    lines = [
+        line[5:].removeprefix(b" ") for line in event.splitlines() if line.startswith(b"data:")
+    ]
+    return b"\n".join(lines)
+
+
+def _json(event: bytes) -> Any:
+    try:
+        return orjson.loads(event_data(event))
+    except orjson.JSONDecodeError:
+        return None
+
+
+class StreamMeter:
+    """Watches one stream's events; ``observe`` returns what to send (None: drop)."""
+
+    def __init__(self, endpoint: Endpoint, strip_usage: bool) -> None:
+        self.endpoint = endpoint
+        self.strip_usage = strip_usage
+        self.usage: Usage | None = None
+        self.finished = False
+        self.events: list[bytes] = []
+
+    def observe(self, event: bytes) -> bytes | None:
+        """Account for one event; returns the bytes for the client."""
+        self.events.append(event)
+        if self.endpoint is Endpoint.MESSAGES:
+            self._anthropic(event)
+            return event
+        if self.endpoint is Endpoint.RESPONSES:
+            head = event[:64]
+            if any(marker in head for marker in _RESPONSES_END):
+                data = _json(event)
+                response = data.get("response") if isinstance(data, dict) else None
+                if isinstance(response, dict):
+                    self.usage = from_responses(response.get("usage"))
+                self.finished = True
+            return event
+        return self._openai(event)
+
+    def _openai(self, event: bytes) -> bytes | None:
+        if b"[DONE]" in event[:16]:
+            self.finished = True
+            return event
+        if b'"usage"' not in event:
+            return event
+        null = _NULL_USAGE.search(event)
+        if null is not None:
+            return event[: null.start()] + event[null.end() :] if self.strip_usage else event
+        data = _json(event)
+        if isinstance(data, dict) and isinstance(data.get("usage"), dict):
+            self.usage = from_openai(data["usage"])
+            if self.strip_usage and not data.get("choices"):
+                return None
+        return event
+
+    def _anthropic(self, event: bytes) -> None:
+        head = event[:80]
+        if b"message_start" in head:
+            data = _json(event)
+            message = data.get("message") if isinstance(data, dict) else None
+            if isinstance(message, dict):
+                self.usage = from_anthropic(message.get("usage")) or Usage()
+        elif b"message_delta" in head:
+            data = _json(event)
+            delta = data.get("usage") if isinstance(data, dict) else None
+            if isinstance(delta, dict):
+                self._anthropic_delta(delta)
+        elif b"message_stop" in head:
+            self.finished = True
+
+    def _anthropic_delta(self, delta: dict[str, Any]) -> None:
+        usage = self.usage or Usage()
+        output = delta.get("output_tokens")
+        if isinstance(output, int):
+            usage.output_tokens = output  # cumulative, per the streaming docs
+        if isinstance(delta.get("input_tokens"), int):
+            # Newer servers repeat the final input counts here; they win.
+            final = from_anthropic(delta)
+            if final is not None:
+                usage.input_tokens = final.input_tokens
+                usage.cache_read_tokens = final.cache_read_tokens
+                usage.cache_write_tokens = final.cache_write_tokens
+        self.usage = usage
+
+    def generated_text(self) -> str:
+        """Text and tool arguments that passed so far (for estimates after a cut)."""
+        parts: list[str] = []
+        for event in self.events:
+            data = _json(event)
+            if data is not None:
+                _collect(data, parts)
+        return "".join(parts)
+
+
+def _collect(value: Any, parts: list[str], key: str | None = None) -> None:
+    if isinstance(value, str):
+        if key in _TEXT_KEYS:
+            parts.append(value)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _collect(item, parts, name)
+    elif isinstance(value, list):
+        for item in value:
+            _collect(item, parts, key)
