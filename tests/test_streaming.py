@@ -14,6 +14,7 @@ import pytest
 
 from checks import assert_no_leak, sse_events
 from fake_upstream import (
+    PIECES,
     TEXT,
     CutMidStream,
     FakeUpstream,
@@ -22,8 +23,12 @@ from fake_upstream import (
     SplitEvents,
     StallMidStream,
     Truncate,
+    anthropic_events,
+    chat_events,
+    completion_events,
+    responses_events,
 )
-from harness import CLAUDE, GPT, MASTER_KEY
+from harness import CLAUDE, CLAUDE_UPSTREAM, GPT, GPT_UPSTREAM, MASTER_KEY
 
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 MESSAGES = [{"role": "user", "content": "Say hello."}]
@@ -46,6 +51,22 @@ STREAMS: dict[str, tuple[str, dict[str, Any]]] = {
         {"model": CLAUDE, "max_tokens": 50, "messages": MESSAGES, "stream": True},
     ),
 }
+
+
+def upstream_events(kind: str) -> list[bytes]:
+    """The events the upstream API sends for this request as the client made it.
+
+    The gateway may ask the upstream for more (usage on OpenAI streams) but must hand the
+    client exactly these bytes.
+    """
+    _, body = STREAMS[kind]
+    if kind.startswith("chat"):
+        return chat_events(GPT_UPSTREAM, body, PIECES)
+    if kind == "completions":
+        return completion_events(GPT_UPSTREAM, body, PIECES)
+    if kind == "responses":
+        return responses_events(GPT_UPSTREAM, PIECES)
+    return anthropic_events(CLAUDE_UPSTREAM, PIECES)
 
 
 def read_stream(
@@ -107,9 +128,7 @@ def test_events_pass_through_byte_identical(
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["x-request-id"].startswith("req_")
     received = b"".join(chunk for _, chunk in chunks)
-    assert fake.wait_for(lambda: fake.last().completed)
-    assert received == bytes(fake.last().sent)
-    assert len(sse_events(received)) == fake.last().events_sent
+    assert received == b"".join(upstream_events(kind))
 
 
 def test_crlf_framed_events_and_comments_pass_through(
@@ -145,7 +164,8 @@ def test_flush_per_event(http: httpx.Client, fake: FakeUpstream, kind: str) -> N
     _, chunks = read_stream(http, path, body)
     arrivals = event_arrivals(chunks)
     sent = fake.last().event_times
-    assert len(arrivals) == len(sent) >= 8
+    assert len(arrivals) == len(upstream_events(kind))
+    assert len(sent) >= len(arrivals) >= 8
     # The first event reaches the client long before the upstream sends the last one.
     assert arrivals[0] < sent[-1] - 3 * delay
     assert arrivals[0] - started < 1.0
@@ -162,7 +182,7 @@ def test_event_split_across_writes_arrives_whole(
     path, body = STREAMS[kind]
     _, chunks = read_stream(http, path, body)
     received = b"".join(c for _, c in chunks)
-    assert received == bytes(fake.last().sent)
+    assert received == b"".join(upstream_events(kind))
     # Every chunk the client reads ends on an event boundary: half events are held back.
     for _, chunk in chunks:
         assert chunk.endswith(b"\n\n"), chunk
@@ -251,7 +271,7 @@ def test_cut_stream_ends_with_openai_error_event(
     fake.script(CutMidStream(after_events=2))
     _, chunks = read_stream(http, *STREAMS["chat"])
     events = sse_events(b"".join(c for _, c in chunks))
-    assert b"".join(events[:2]) == bytes(fake.last().sent)
+    assert events[:2] == upstream_events("chat")[:2]
     assert len(events) == 3
     error = error_event("openai", events[-1])
     assert error["code"] == "upstream_error"
@@ -326,18 +346,29 @@ def test_stall_mid_stream_anthropic(
     assert_healthy(http)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="An upstream stream that ends cleanly before its terminal event ([DONE], "
-    "message_stop, response.completed) is passed on as if complete; the client sees a "
-    "silently truncated answer instead of an error event.",
-)
-@pytest.mark.parametrize("kind", ["chat", "messages"])
+@pytest.mark.parametrize("kind", ["chat", "completions", "responses", "messages"])
 def test_stream_ending_without_terminal_event_is_an_error(
     http: httpx.Client, fake: FakeUpstream, kind: str
 ) -> None:
+    # A clean end of the body before [DONE] / response.completed / message_stop is a
+    # truncated answer, not a complete one.
     fake.script(Truncate(after_events=3))
     _, chunks = read_stream(http, *STREAMS[kind])
     events = sse_events(b"".join(c for _, c in chunks))
+    assert events[:3] == upstream_events(kind)[:3]
     assert len(events) == 4
-    error_event("anthropic" if kind == "messages" else "openai", events[-1])
+    error = error_event("anthropic" if kind == "messages" else "openai", events[-1])
+    assert "final event" in error["message"] or "ended" in error["message"]
+    assert_healthy(http)
+
+
+def test_usage_is_requested_upstream_but_not_shown_to_the_client(
+    http: httpx.Client, fake: FakeUpstream
+) -> None:
+    # Metering asks for usage on every OpenAI stream; a client that did not ask for it
+    # still gets the stream it asked for (no usage chunk, no "usage": null fields).
+    _, chunks = read_stream(http, *STREAMS["chat"])
+    received = b"".join(c for _, c in chunks)
+    assert fake.last().body["stream_options"] == {"include_usage": True}
+    assert b'"usage"' in bytes(fake.last().sent)
+    assert b'"usage"' not in received

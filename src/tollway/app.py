@@ -71,7 +71,7 @@ class Gateway:
         )
         self.catalog = Catalog(self.directory, self.router)
         self.admin: FastAPI = build_admin_app(
-            AdminContext(self.db, self.server_keys, master_key.encode())
+            AdminContext(self.db, self.server_keys, master_key.encode(), self.recorder)
         )
 
     def _ledger(self) -> Ledger:

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from tollway.auth.credentials import presented_key
 from tollway.auth.secrets import ServerKeys
 from tollway.errors import Forbidden, Unauthorized
+from tollway.metering.records import Recorder
 from tollway.store import admin_keys
 from tollway.store.db import Database
 from tollway.store.ids import ADMIN_KEY_PREFIX
@@ -39,6 +40,7 @@ class AdminContext:
     db: Database
     server_keys: ServerKeys
     master_key: bytes
+    recorder: Recorder
 
 
 def context(request: Request) -> AdminContext:

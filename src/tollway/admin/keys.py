@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from tollway.admin.deps import Caller, Context, require_role
 from tollway.admin.schemas import KeyCreate, KeyCreated, KeyPublic, KeyUpdate, parse_ttl
-from tollway.admin.views import key_public
+from tollway.admin.views import key_public, spend_summary
 from tollway.audit.chain import append
 from tollway.errors import BadRequest, NotFound
 from tollway.store import keys as key_store
@@ -100,11 +100,14 @@ async def list_keys(
 @router.get("/{key_id}", response_model=KeyPublic)
 async def show_key(key_id: str, ctx: Context) -> KeyPublic:
     """One key."""
+    await ctx.recorder.flush()
     async with ctx.db.reader() as session:
         key = await key_store.get(session, key_id)
-    if key is None:
-        raise NotFound(f"No key with id '{key_id}'.")
-    return key_public(key)
+        if key is None:
+            raise NotFound(f"No key with id '{key_id}'.")
+        public = key_public(key)
+        public.spend_usd = await spend_summary(session, key.budget_period, key_id=key.id)
+    return public
 
 
 @router.patch("/{key_id}", response_model=KeyPublic)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from tollway.admin.deps import Caller, Context, require_role
 from tollway.admin.schemas import ProjectCreate, ProjectPublic, ProjectUpdate, RevokeResult
-from tollway.admin.views import project_public
+from tollway.admin.views import project_public, spend_summary
 from tollway.audit.chain import append
 from tollway.errors import BadRequest, NotFound
 from tollway.store import projects as project_store
@@ -60,11 +60,16 @@ async def list_projects(
 @router.get("/{project_ref}", response_model=ProjectPublic)
 async def show_project(project_ref: str, ctx: Context) -> ProjectPublic:
     """One project, by id or name."""
+    await ctx.recorder.flush()
     async with ctx.db.reader() as session:
         project = await project_store.find(session, project_ref)
-    if project is None:
-        raise NotFound(f"No project '{project_ref}'.")
-    return project_public(project, ctx.server_keys)
+        if project is None:
+            raise NotFound(f"No project '{project_ref}'.")
+        public = project_public(project, ctx.server_keys)
+        public.spend_usd = await spend_summary(
+            session, project.budget_period, project_id=project.id
+        )
+    return public
 
 
 @router.patch("/{project_ref}", response_model=ProjectPublic)

@@ -98,6 +98,15 @@ class KeyUpdate(Limits):
     active: bool | None = None
 
 
+class SpendSummary(BaseModel):
+    """Recorded spend of a key or project."""
+
+    current_period: Decimal
+    period: BudgetPeriod | None
+    period_start: datetime | None
+    lifetime: Decimal
+
+
 class KeyPublic(BaseModel):
     """A key as the API shows it: never the secret."""
 
@@ -121,6 +130,7 @@ class KeyPublic(BaseModel):
     created_by: str
     created_at: datetime
     updated_at: datetime
+    spend_usd: SpendSummary | None = None
 
 
 class KeyCreated(KeyPublic):
@@ -160,6 +170,7 @@ class ProjectPublic(BaseModel):
     credential_providers: list[str]
     created_at: datetime
     updated_at: datetime
+    spend_usd: SpendSummary | None = None
 
 
 class RevokeResult(BaseModel):

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
-from tollway.admin.schemas import AdminKeyPublic, AuditEntryPublic, KeyPublic, ProjectPublic
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tollway.admin.schemas import (
+    AdminKeyPublic,
+    AuditEntryPublic,
+    KeyPublic,
+    ProjectPublic,
+    SpendSummary,
+)
 from tollway.auth.secrets import ServerKeys
+from tollway.metering.budget import period_start
 from tollway.store import keys as key_store
 from tollway.store import projects as project_store
+from tollway.store import spend as spend_store
 from tollway.store.ids import as_utc
 from tollway.store.tables import AdminKey, AuditEntry, Project, VirtualKey
 
@@ -17,6 +28,29 @@ def money(value: Decimal | None) -> Decimal | None:
     if value is None:
         return None
     return Decimal(format(value.normalize(), "f"))
+
+
+async def spend_summary(
+    session: AsyncSession,
+    period: str | None,
+    *,
+    key_id: str | None = None,
+    project_id: str | None = None,
+) -> SpendSummary:
+    """Current-period and lifetime spend of a key or project."""
+    lifetime = await spend_store.total_cost(session, key_id=key_id, project_id=project_id)
+    start = period_start(period, datetime.now(UTC)) if period else None
+    current = (
+        await spend_store.total_cost(session, key_id=key_id, project_id=project_id, since=start)
+        if start is not None
+        else lifetime
+    )
+    return SpendSummary(
+        current_period=money(current) or Decimal(0),
+        period=period,
+        period_start=start,
+        lifetime=money(lifetime) or Decimal(0),
+    )
 
 
 def key_public(key: VirtualKey) -> KeyPublic:

@@ -9,6 +9,7 @@ import typer
 
 from tollway.auth.master import ensure_master_key, master_key_path
 from tollway.cli import audit, keys, projects
+from tollway.cli.spend import spend
 from tollway.settings import ConfigError, load_settings
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(keys.app)
 app.add_typer(projects.app)
 app.add_typer(audit.app)
+app.command("spend")(spend)
 
 ConfigOption = Annotated[
     Path | None,

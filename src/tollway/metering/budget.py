@@ -87,8 +87,9 @@ def exhausted(budget: Budget, spent_nano: int, wanted_nano: int) -> PaymentRequi
     owner = "API key" if budget.kind == "key" else "project"
     period = f" for this {budget.period}" if budget.period else ""
     left = max(to_nano(budget.limit_usd) - spent_nano, 0) / NANO
+    limit = format(budget.limit_usd.normalize(), "f")
     return PaymentRequired(
-        f"Budget exhausted: the {owner}'s budget of ${budget.limit_usd}{period} has "
+        f"Budget exhausted: the {owner}'s budget of ${limit}{period} has "
         f"${left:.6f} left, and this request may cost up to ${wanted_nano / NANO:.6f}. "
         "Lower max_tokens or raise the budget."
     )

@@ -92,28 +92,30 @@ class PriceBook:
 
 
 def _from_database(model: str, dialect: Dialect, base_url: str | None) -> ModelPrice | None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if base_url is None:
-                found = genai_prices.calc_price(
-                    genai_prices.Usage(input_tokens=0, output_tokens=0),
-                    model,
-                    provider_id=_PROVIDER_IDS[dialect],
-                )
-            else:
-                found = genai_prices.calc_price(
-                    genai_prices.Usage(input_tokens=0, output_tokens=0),
-                    model,
-                    provider_api_url=base_url,
-                )
-    except LookupError:
-        return None
-    price = found.model_price
-    return ModelPrice(
-        price.input_mtok,
-        price.output_mtok,
-        price.cache_read_mtok,
-        price.cache_write_mtok,
-        source=f"genai-prices:{found.provider.id}/{found.model.id}",
+    # A custom base_url is matched by its host first (Groq, Together, ...); a server the
+    # database does not know falls back to matching the model name alone, so that e.g. a
+    # corporate proxy serving "gpt-4o-mini" is priced like OpenAI's. Self-hosted models
+    # should set ``price:`` explicitly (zero is a price).
+    attempts: list[tuple[str | None, str | None]] = (
+        [(_PROVIDER_IDS[dialect], None)] if base_url is None else [(None, base_url), (None, None)]
     )
+    for provider_id, api_url in attempts:
+        empty = genai_prices.Usage(input_tokens=0, output_tokens=0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if api_url is not None:
+                    found = genai_prices.calc_price(empty, model, provider_api_url=api_url)
+                else:
+                    found = genai_prices.calc_price(empty, model, provider_id=provider_id)
+        except LookupError:
+            continue
+        price = found.model_price
+        return ModelPrice(
+            price.input_mtok,
+            price.output_mtok,
+            price.cache_read_mtok,
+            price.cache_write_mtok,
+            source=f"genai-prices:{found.provider.id}/{found.model.id}",
+        )
+    return None

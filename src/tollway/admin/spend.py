@@ -1,0 +1,94 @@
+"""``/api/v1/spend``: totals of requests, tokens and cost, grouped and filtered."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from tollway.admin.deps import Context, require_role
+from tollway.admin.views import money
+from tollway.errors import BadRequest
+from tollway.store import projects as project_store
+from tollway.store import spend as spend_store
+
+router = APIRouter(prefix="/spend", tags=["spend"], dependencies=[Depends(require_role("viewer"))])
+
+
+class SpendTotals(BaseModel):
+    """Requests, tokens and cost of a set of calls."""
+
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: Decimal
+    unpriced_requests: int
+    estimated_requests: int
+
+
+class SpendGroup(SpendTotals):
+    """Totals of one group."""
+
+    group: str | None
+
+
+class SpendReport(BaseModel):
+    """``GET /api/v1/spend``."""
+
+    group_by: str | None
+    groups: list[SpendGroup]
+    totals: SpendTotals
+
+
+def _money_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "cost_usd": money(row["cost_usd"])}
+
+
+@router.get("", response_model=SpendReport)
+async def spend_report(
+    ctx: Context,
+    group_by: Annotated[
+        str | None,
+        Query(description="key, project, model, provider, day, endpoint or metadata.<field>"),
+    ] = None,
+    since: Annotated[datetime | None, Query(alias="from")] = None,
+    until: Annotated[datetime | None, Query(alias="to")] = None,
+    key: Annotated[str | None, Query(description="Key id.")] = None,
+    project: Annotated[str | None, Query(description="Project id or name.")] = None,
+) -> SpendReport:
+    """Spend totals, most expensive group first."""
+    if group_by is not None and group_by not in spend_store.GROUPS:
+        field = group_by.removeprefix("metadata.")
+        if not group_by.startswith("metadata.") or not field or not field.isidentifier():
+            raise BadRequest(
+                f"group_by must be one of {', '.join(spend_store.GROUPS)} or metadata.<field>.",
+                param="group_by",
+            )
+    if since is not None and until is not None and since >= until:
+        raise BadRequest("'from' must be before 'to'.", param="from")
+    await ctx.recorder.flush()
+    async with ctx.db.reader() as session:
+        project_id = None
+        if project is not None:
+            found = await project_store.find(session, project)
+            if found is None:
+                raise BadRequest(f"Unknown project '{project}'.", param="project")
+            project_id = found.id
+        groups, totals = await spend_store.report(
+            session,
+            group_by=group_by,
+            since=since,
+            until=until,
+            key_id=key,
+            project_id=project_id,
+        )
+    return SpendReport(
+        group_by=group_by,
+        groups=[SpendGroup(**_money_fields(row)) for row in groups],
+        totals=SpendTotals(**_money_fields(totals)),
+    )
