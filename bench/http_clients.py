@@ -89,6 +89,7 @@ READ_TIMEOUT_S = 30.0
 KEEPALIVE_S = 30.0
 MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "http_clients.json"
+NOISY_LOAD = 0.10
 REFERENCE_ONLY = frozenset({"floor"})
 
 # ---------------------------------------------------------------------------
@@ -297,6 +298,14 @@ def process_cpu_ns(pid: int) -> int:
     """CPU time (user + system) of another process, from /proc (10 ms resolution)."""
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = int(stat[11]) + int(stat[12])  # fields 14 and 15: utime, stime
+    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_ns() -> int:
+    """Busy CPU time of the whole machine, all CPUs, from /proc/stat (10 ms resolution)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    ticks = user + nice + system + irq + softirq + steal
     return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
@@ -638,6 +647,7 @@ class CaseResult:
     wall_s: float
     req_per_s: float
     server_busy: float
+    other_load: float  # share of the machine's CPU used by anything but this benchmark
     p50_us: float | None = None
     p99_us: float | None = None
     chunks_per_req: float | None = None
@@ -670,6 +680,7 @@ class Bench:
     ) -> CaseResult:
         """Run ``run`` (which performs ``requests`` requests) and time it; check bytes."""
         gc.collect()
+        machine0 = machine_busy_ns()
         server_cpu0 = process_cpu_ns(self.server_pid)
         cpu0 = time.process_time_ns()
         wall0 = time.perf_counter_ns()
@@ -678,6 +689,7 @@ class Bench:
         wall = time.perf_counter_ns() - wall0
         cpu = time.process_time_ns() - cpu0
         server_cpu = process_cpu_ns(self.server_pid) - server_cpu0
+        others = machine_busy_ns() - machine0 - cpu - server_cpu
         if received != requests * expected_bytes:
             raise RuntimeError(f"read {received} bytes, expected {requests * expected_bytes}")
         return CaseResult(
@@ -686,6 +698,7 @@ class Bench:
             wall_s=wall / 1e9,
             req_per_s=requests / (wall / 1e9),
             server_busy=server_cpu / wall,
+            other_load=max(0.0, others / (wall * (os.cpu_count() or 1))),
         )
 
     async def case_c1(self, cand: Candidate) -> CaseResult:
@@ -776,7 +789,8 @@ async def run_benchmark(
                         f"  round {rnd + 1}/{settings.rounds} {case:<6} {cand.name:<10}"
                         f" {result.cpu_us_per_req:8.1f} us CPU/req"
                         f" {result.req_per_s:9.0f} req/s"
-                        f"  server busy {result.server_busy:4.0%}",
+                        f"  server busy {result.server_busy:4.0%}"
+                        f"  other load {result.other_load:4.0%}",
                         flush=True,
                     )
     finally:
@@ -986,6 +1000,14 @@ def main(argv: list[str]) -> int:
 
     summary = summarise(results)
     print_table(summary)
+    busiest = max(
+        r.other_load for by_case in results.values() for m in by_case.values() for r in m.rounds
+    )
+    if busiest > NOISY_LOAD:
+        print(
+            f"warning: other processes used up to {busiest:.0%} of the machine's CPU during a "
+            "case; figures may be inflated (see other_load per round in the JSON)"
+        )
     report = {
         "benchmark": "http_clients",
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -25,6 +25,7 @@ from tollway.metering.prices import PriceBook
 from tollway.metering.records import Recorder
 from tollway.metering.redis_ledger import RedisLedger
 from tollway.metering.redis_limits import RedisLimiter
+from tollway.metering.sql_ledger import SqlLedger
 from tollway.metering.tokens import TokenCounter
 from tollway.pipeline import Pipeline
 from tollway.providers.base import Provider
@@ -75,13 +76,22 @@ class Gateway:
         )
 
     def _ledger(self) -> Ledger:
+        # One process: the event loop makes reservations atomic. Several processes: Redis
+        # when configured, else the database (slower, equally exact).
         if self.redis is not None:
             return RedisLedger(self.db, self.redis, self.settings.redis_prefix)
+        if self.settings.workers > 1:
+            return SqlLedger(self.db)
         return MemoryLedger(self.db)
 
     def _limiter(self) -> RateLimiter:
         if self.redis is not None:
             return RedisLimiter(self.redis, self.settings.redis_prefix)
+        if self.settings.workers > 1:
+            log.warning(
+                "rate limits are counted per worker process; set redis_url to share them",
+                extra={"fields": {"workers": self.settings.workers}},
+            )
         return Limiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -78,6 +78,7 @@ def serve(settings: Settings, config_path: Path | None) -> None:
     if config_path is not None:
         os.environ[_CONFIG_ENV] = str(config_path.resolve())
     os.environ["TOLLWAY_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["TOLLWAY_WORKERS"] = str(settings.workers)
     uvicorn.run(
         "tollway.server:worker_app",
         factory=True,

@@ -169,3 +169,15 @@ class SpendRecord(Base):
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(String(80), nullable=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+
+
+class BudgetSlot(Base):
+    """Spend and holds of one budget period, for several processes without Redis."""
+
+    __tablename__ = "budget_slots"
+
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    period_start: Mapped[str] = mapped_column(String(10), primary_key=True)
+    spent_nano: Mapped[int] = mapped_column(BigInteger, default=0)
+    held_nano: Mapped[int] = mapped_column(BigInteger, default=0)
