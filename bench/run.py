@@ -8,7 +8,7 @@ upstream directly:
   latency_c1      added p50/p99 latency at concurrency 1, non-streamed (wrk)
   throughput_c32  requests/s at concurrency 32 and gateway CPU time per request (wrk)
   stream_ttft     added time to first SSE event, sequential streamed requests (Python)
-  memory          gateway resident memory after the load
+  memory          gateway memory (RSS, private) at start and after the load
 
 Scenarios are entries in SCENARIOS: a function that takes the running Bench and
 returns metrics, so new ones (Anthropic translation, virtual keys, metering)
@@ -61,6 +61,9 @@ MODEL = "bench-model"
 GATEWAY_CPU = 0
 LOAD_CPU = 1  # fake upstream, wrk and the Python client share this core
 QUIET_BUSY_SHARE = 0.10  # machine busier than this before the start: warn
+# Decided once, before the driver pins itself to LOAD_CPU.
+CPUS_AVAILABLE = len(os.sched_getaffinity(0))
+CAN_PIN = CPUS_AVAILABLE >= 2 and shutil.which("taskset") is not None
 
 # A realistic ~500-byte chat request.
 CHAT_REQUEST: dict[str, Any] = {
@@ -74,18 +77,20 @@ CHAT_REQUEST: dict[str, Any] = {
         {
             "role": "user",
             "content": "What is the capital of France? I am planning a long weekend trip there "
-            "next month with my family and would like to know which city we should fly into.",
+            "next month with my family and two kids, and would like to know which city we "
+            "should fly into.",
         },
     ],
     "temperature": 0.2,
     "max_tokens": 64,
+    "top_p": 1,
     "user": "bench-user-0001",
 }
 
 
 def chat_body(*, stream: bool) -> bytes:
     body = dict(CHAT_REQUEST, stream=True) if stream else CHAT_REQUEST
-    return json.dumps(body, separators=(",", ": ")).encode()
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -106,11 +111,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
-
-
-# Decided once, before the driver pins itself to LOAD_CPU.
-CPUS_AVAILABLE = len(os.sched_getaffinity(0))
-CAN_PIN = CPUS_AVAILABLE >= 2 and shutil.which("taskset") is not None
 
 
 def taskset(cpu: int) -> list[str]:
@@ -856,15 +856,20 @@ async def _ttft_runs(sides: list[Endpoint], n: int, warmup: int) -> dict[str, An
     try:
         for i in range(warmup + n):
             for side in sides if i % 2 == 0 else sides[::-1]:
-                reply = await clients[side.label].send(raws[side.label])
-                problem = check_reply(reply, stream=True)
-                if problem:
-                    failures.append(describe(side, reply, problem))
+                client = clients[side.label]
+                reply: Reply | None = None
+                try:
+                    reply = await client.send(raws[side.label])
+                    problem = check_reply(reply, stream=True)
+                except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+                    problem = f"request failed: {exc!r}"
+                    await client.close()  # the connection is in an unknown state
+                if problem or reply is None:
+                    failures.append(describe(side, reply, problem or "no reply"))
                     if len(failures) >= 3:
                         return {"failures": failures}
                     continue
-                if i >= warmup:
-                    assert reply.first_event_s is not None
+                if i >= warmup and reply.first_event_s is not None:
                     first[side.label].append(reply.first_event_s * 1e3)
                     total[side.label].append(reply.total_s * 1e3)
     finally:

@@ -49,10 +49,11 @@ ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 
 @dataclass(frozen=True)
 class Reply:
-    """Answer normally (``pieces`` text deltas; gzip the body when asked)."""
+    """Answer normally (``pieces`` text deltas or these ``words``; gzip when asked)."""
 
     pieces: int | None = None
     gzip: bool = False
+    words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,16 @@ class SlowEvents:
 
     delay: float = 0.1
     pieces: int | None = None
+    words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SplitEvents:
-    """Write every event in two TCP writes, ``pause`` seconds apart."""
+    """Write every event in two TCP writes, ``pause`` seconds apart (the cut may fall
+    inside a multi-byte character)."""
 
     pause: float = 0.05
+    words: tuple[str, ...] = ()
 
 
 Behaviour = (
@@ -174,7 +178,11 @@ def _model(body: Any, default: str) -> str:
     return default
 
 
-def _pieces(count: int | None) -> list[str]:
+def _pieces(behaviour: Behaviour) -> list[str]:
+    words = getattr(behaviour, "words", ())
+    if words:
+        return list(words)
+    count = getattr(behaviour, "pieces", None)
     if count is None:
         return PIECES
     return [f" w{i}" for i in range(count)]
@@ -213,7 +221,7 @@ def anthropic_usage(output_tokens: int = COMPLETION_TOKENS) -> dict[str, Any]:
     }
 
 
-def chat_completion(model: str) -> dict[str, Any]:
+def chat_completion(model: str, text: str = TEXT) -> dict[str, Any]:
     """A complete chat.completion object."""
     return {
         "id": "chatcmpl-fake0001",
@@ -223,7 +231,7 @@ def chat_completion(model: str) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": TEXT, "refusal": None},
+                "message": {"role": "assistant", "content": text, "refusal": None},
                 "logprobs": None,
                 "finish_reason": "stop",
             }
@@ -233,14 +241,14 @@ def chat_completion(model: str) -> dict[str, Any]:
     }
 
 
-def text_completion(model: str) -> dict[str, Any]:
+def text_completion(model: str, text: str = TEXT) -> dict[str, Any]:
     """A complete legacy text_completion object."""
     return {
         "id": "cmpl-fake0001",
         "object": "text_completion",
         "created": CREATED,
         "model": model,
-        "choices": [{"text": TEXT, "index": 0, "logprobs": None, "finish_reason": "stop"}],
+        "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": "stop"}],
         "usage": {
             "prompt_tokens": PROMPT_TOKENS,
             "completion_tokens": COMPLETION_TOKENS,
@@ -314,14 +322,14 @@ def response_object(model: str, status: str = "completed", text: str = TEXT) -> 
     }
 
 
-def anthropic_message(model: str) -> dict[str, Any]:
+def anthropic_message(model: str, text: str = TEXT) -> dict[str, Any]:
     """A complete Messages API message."""
     return {
         "id": "msg_fake0001",
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": TEXT}],
+        "content": [{"type": "text", "text": text}],
         "stop_reason": "end_turn",
         "stop_sequence": None,
         "usage": anthropic_usage(),
@@ -456,7 +464,11 @@ def anthropic_events(model: str, pieces: list[str]) -> list[bytes]:
         _event("message_start", {"type": "message_start", "message": start}),
         _event(
             "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
         ),
         _event("ping", {"type": "ping"}),
     ]
@@ -576,7 +588,9 @@ class FakeUpstream:
 
     # ---- scripting and records
 
-    def script(self, *behaviours: Behaviour, path: str | None = None, persistent: bool = False) -> None:
+    def script(
+        self, *behaviours: Behaviour, path: str | None = None, persistent: bool = False
+    ) -> None:
         """Queue behaviours for the next calls (to ``path`` only, when given)."""
         with self._lock:
             self._script.extend(_Scripted(b, path, persistent) for b in behaviours)
@@ -701,11 +715,12 @@ class FakeUpstream:
             record.status = 404
             return web.json_response(error_body(path, 404, f"Unknown path {path}"), status=404)
 
-        pieces = _pieces(getattr(behaviour, "pieces", None))
+        pieces = _pieces(behaviour)
         model = _model(body, "unknown-model")
         stream = isinstance(body, dict) and body.get("stream") is True
         if path == "/v1/embeddings" or path == "/v1/messages/count_tokens" or not stream:
-            return await self._answer_json(request, record, behaviour, _json_body(path, model, body))
+            payload = _json_body(path, model, body, "".join(pieces))
+            return await self._answer_json(request, record, behaviour, payload)
         events = {
             "/v1/chat/completions": lambda: chat_events(model, body, pieces),
             "/v1/completions": lambda: completion_events(model, body, pieces),
@@ -769,10 +784,13 @@ class FakeUpstream:
                 return response
             if isinstance(behaviour, Truncate) and index == behaviour.after_events:
                 break
-            if isinstance(behaviour, StallMidStream) and index == behaviour.after_events:
-                if not await self._pause(behaviour.seconds):
-                    _abort(request)
-                    return response
+            if (
+                isinstance(behaviour, StallMidStream)
+                and index == behaviour.after_events
+                and not await self._pause(behaviour.seconds)
+            ):
+                _abort(request)
+                return response
             if isinstance(behaviour, SlowEvents) and not await self._pause(behaviour.delay):
                 _abort(request)
                 return response
@@ -782,18 +800,18 @@ class FakeUpstream:
         return response
 
 
-def _json_body(path: str, model: str, body: Any) -> Any:
+def _json_body(path: str, model: str, body: Any, text: str) -> Any:
     if path == "/v1/chat/completions":
-        return chat_completion(model)
+        return chat_completion(model, text)
     if path == "/v1/completions":
-        return text_completion(model)
+        return text_completion(model, text)
     if path == "/v1/embeddings":
         return embeddings(model, body)
     if path == "/v1/responses":
-        return response_object(model)
+        return response_object(model, text=text)
     if path == "/v1/messages/count_tokens":
         return {"input_tokens": COUNT_TOKENS}
-    return anthropic_message(model)
+    return anthropic_message(model, text)
 
 
 def _abort(request: web.Request, *, rst: bool = False, graceful: bool = False) -> None:

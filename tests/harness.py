@@ -39,6 +39,9 @@ def gateway_settings(fake: FakeUpstream, data_dir: Path, **overrides: Any) -> Se
         "master_key": MASTER_KEY,
         "data_dir": data_dir,
         "timeouts": {"connect": 1.0, "read": 2.0, "stream_idle": 1.0},
+        # Failure-mapping tests see each scripted failure; routing tests turn these on.
+        "retry": {"attempts": 0},
+        "circuit": {"failures": 1000, "cooldown": 1.0},
         "providers": {
             "oa": {"type": "openai", "base_url": fake.url + "/v1", "api_key": OPENAI_UPSTREAM_KEY},
             "an": {"type": "anthropic", "base_url": fake.url, "api_key": ANTHROPIC_UPSTREAM_KEY},

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
+import openai
 import orjson
 import pytest
 
@@ -203,11 +205,9 @@ def test_unknown_route_outside_v1(http: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("path", "model"),
     [
-        ("/v1/chat/completions", CLAUDE),
         ("/v1/completions", CLAUDE),
         ("/v1/embeddings", CLAUDE),
         ("/v1/responses", "claude-glob-1"),
-        ("/v1/messages", GPT),
     ],
 )
 def test_endpoint_not_offered_by_the_models_provider(
@@ -300,6 +300,75 @@ def test_key_accepted_in_each_sdk_header(
     response = http.post(path, json=body, headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["x-request-id"].startswith("req_")
+
+
+def test_openai_sdk_exceptions_for_gateway_errors(
+    gateway: GatewayServer, oai: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    stranger = openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as denied:
+        stranger.chat.completions.create(model=GPT, messages=MESSAGES)
+    assert denied.value.response.headers["x-request-id"].startswith("req_")
+    with pytest.raises(openai.AuthenticationError):
+        stranger.models.list()
+    stranger.close()
+
+    with pytest.raises(openai.NotFoundError) as missing:
+        oai.chat.completions.create(model="gpt-nowhere", messages=MESSAGES)
+    assert "gpt-nowhere" in missing.value.message
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.NotFoundError):
+        oai.chat.completions.create(model="gpt-nowhere", messages=MESSAGES, stream=True)
+    with pytest.raises(openai.BadRequestError) as bad:
+        oai.chat.completions.create(model=GPT, messages=[])
+    assert bad.value.param == "messages"
+    with pytest.raises(openai.BadRequestError):
+        oai.embeddings.create(model=CLAUDE, input="x")
+    assert fake.requests == []
+
+
+def test_anthropic_sdk_exceptions_for_gateway_errors(
+    gateway: GatewayServer, claude: anthropic.Anthropic, fake: FakeUpstream
+) -> None:
+    stranger = anthropic.Anthropic(base_url=gateway.url, api_key="sk-wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        stranger.messages.create(model=CLAUDE, max_tokens=5, messages=MESSAGES)
+    stranger.close()
+
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        claude.messages.create(model="mystery-model", max_tokens=5, messages=MESSAGES)
+    assert "mystery-model" in str(missing.value)
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.count_tokens(model="mystery-model", messages=MESSAGES)
+    with (
+        pytest.raises(anthropic.BadRequestError),
+        claude.messages.stream(model=CLAUDE, max_tokens=0, messages=MESSAGES) as stream,
+    ):
+        stream.get_final_message()
+    with pytest.raises(anthropic.BadRequestError):
+        claude.messages.create(model=CLAUDE, max_tokens=5, messages="hi")  # type: ignore[arg-type]
+    assert fake.requests == []
+
+
+def test_sdks_see_413(small_gateway: GatewayServer, fake: FakeUpstream) -> None:
+    huge = "x" * (2 * LIMIT)
+    with (
+        openai.OpenAI(
+            base_url=small_gateway.url + "/v1", api_key=MASTER_KEY, max_retries=0
+        ) as client,
+        pytest.raises(openai.APIStatusError) as caught,
+    ):
+        client.chat.completions.create(model=GPT, messages=[{"role": "user", "content": huge}])
+    assert caught.value.status_code == 413
+    with (
+        anthropic.Anthropic(base_url=small_gateway.url, api_key=MASTER_KEY, max_retries=0) as other,
+        pytest.raises(anthropic.APIStatusError) as refused,
+    ):
+        other.messages.create(
+            model=CLAUDE, max_tokens=5, messages=[{"role": "user", "content": huge}]
+        )
+    assert refused.value.status_code == 413
+    assert fake.requests == []
 
 
 def test_models_list_needs_a_key(http: httpx.Client) -> None:
@@ -399,3 +468,84 @@ def test_huge_declared_length_is_refused_before_reading(small_gateway: GatewaySe
             reply += data
     status_line = reply.split(b"\r\n", 1)[0]
     assert status_line.startswith(b"HTTP/1.1 413"), reply[:300]
+
+
+# --------------------------------------------------------------------------- raw HTTP
+
+
+def exchange(port: int, data: bytes, responses: int, timeout: float = 5.0) -> bytes:
+    """Send raw bytes on one connection and read until ``responses`` complete answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while received.count(b"HTTP/1.1 ") < responses or not _complete(received, responses):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+def _complete(data: bytes, responses: int) -> bool:
+    """Whether the last of ``responses`` Content-Length framed answers is all there."""
+    start = -1
+    for _ in range(responses):
+        start = data.find(b"HTTP/1.1 ", start + 1)
+        if start < 0:
+            return False
+    head_end = data.find(b"\r\n\r\n", start)
+    if head_end < 0:
+        return False
+    head = data[start:head_end].lower()
+    length = int(head.split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    return len(data) >= head_end + 4 + length
+
+
+def request_bytes(body: bytes, key: str | None = MASTER_KEY, extra: str = "") -> bytes:
+    head = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if key:
+        head += f"Authorization: Bearer {key}\r\n"
+    head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    return head.encode() + body
+
+
+VALID = orjson.dumps(ENDPOINTS["/v1/chat/completions"][1])
+# A request hidden in a body: it must never be parsed as a request of its own.
+SMUGGLED = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def test_expect_100_continue(gateway: GatewayServer, fake: FakeUpstream) -> None:
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        head = request_bytes(VALID, extra="Expect: 100-continue\r\n")[: -len(VALID)]
+        sock.sendall(head)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(VALID)
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 200 ")
+
+
+def test_rejected_body_is_skipped_not_parsed_as_a_request(
+    gateway: GatewayServer, fake: FakeUpstream
+) -> None:
+    # A 401 is answered before the body is read; the connection must still frame the
+    # body by its Content-Length and serve the next request on the same connection.
+    hidden = b"x" * 300_000 + SMUGGLED
+    data = request_bytes(hidden, key=None) + request_bytes(VALID)
+    reply = exchange(gateway.port, data, responses=2)
+    assert reply.startswith(b"HTTP/1.1 401 ")
+    assert reply.count(b"HTTP/1.1 ") == 2
+    assert b'"status":"ok"' not in reply
+    assert reply[reply.rindex(b"HTTP/1.1 ") :].startswith(b"HTTP/1.1 200 ")
+    assert len(fake.requests) == 1
+
+
+def test_oversized_body_is_not_parsed_as_a_request(
+    small_gateway: GatewayServer, fake: FakeUpstream
+) -> None:
+    hidden = b"x" * (2 * LIMIT) + SMUGGLED
+    reply = exchange(small_gateway.port, request_bytes(hidden) + request_bytes(VALID), 2)
+    assert reply.startswith(b"HTTP/1.1 413 ")
+    assert b'"status":"ok"' not in reply
+    # Either the connection is closed after the 413 or the next request is served.
+    if reply.count(b"HTTP/1.1 ") == 2:
+        assert reply[reply.rindex(b"HTTP/1.1 ") :].startswith(b"HTTP/1.1 200 ")

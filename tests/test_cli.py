@@ -17,9 +17,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from fake_upstream import TEXT, FakeUpstream
 from harness import GPT, GPT_UPSTREAM, MASTER_KEY, OPENAI_UPSTREAM_KEY
+from tollway.auth.master import ensure_master_key
+from tollway.cli.main import app as cli_app
+from tollway.settings import load_settings
 
 TOLLWAY = str(Path(sys.executable).parent / "tollway")
 PROMPT = "a very particular prompt 7c1f"
@@ -155,113 +159,106 @@ def chat(url: str, key: str = MASTER_KEY, model: str = GPT) -> httpx.Response:
 # --------------------------------------------------------------------------- bad config
 
 
-@pytest.mark.parametrize(
-    ("changes", "field"),
-    [
-        ({"providers": {"oa": {"type": "gemini-ish"}}}, "providers.oa.type"),
-        ({"models": [{"name": "m", "provider": "nope"}]}, "models[0].provider"),
-    ],
-    ids=["provider-type", "unknown-provider"],
-)
-def test_serve_with_bad_config_exits_with_one_line(
-    tmp_path: Path, fake: FakeUpstream, changes: dict[str, Any], field: str
-) -> None:
-    config = write_config(tmp_path, fake, **changes)
+def test_serve_with_bad_config_exits_with_one_line(tmp_path: Path, fake: FakeUpstream) -> None:
+    config = write_config(tmp_path, fake, providers={"oa": {"type": "gemini-ish"}})
     result = run_cli("serve", "--config", str(config), cwd=tmp_path)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error:")
-    assert field in lines[0]
+    assert "providers.oa.type" in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
-    assert OPENAI_UPSTREAM_KEY not in result.stderr + result.stdout
 
 
-def test_serve_with_missing_config_file(tmp_path: Path) -> None:
-    result = run_cli("serve", "--config", str(tmp_path / "absent.yaml"), cwd=tmp_path)
-    assert result.returncode != 0
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (None, "absent.yaml"),
+        ("providers: {oa: {type: openai}}\nmodels: [{name: m, provider: nope}]\n", "models[0]"),
+        ("timeouts: {connect: -1}\n", "timeouts.connect"),
+        ("provders: {}\n", "provders"),
+        ("- a list\n", "mapping"),
+        ("providers:\n  oa: {type: openai\nmodels: []\n", "bad.yaml"),
+    ],
+    ids=["missing-file", "unknown-provider", "negative-timeout", "typo", "list", "yaml-syntax"],
+)
+def test_serve_config_errors_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str | None, needle: str
+) -> None:
+    # The same command in-process (no interpreter start-up): more cases, same contract.
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / ("absent.yaml" if text is None else "bad.yaml")
+    if text is not None:
+        config.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(cli_app, ["serve", "--config", str(config)])
+    assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "absent.yaml" in lines[0]
-
-
-def test_serve_with_yaml_syntax_error_exits_with_one_line(tmp_path: Path) -> None:
-    config = tmp_path / "broken.yaml"
-    config.write_text("providers:\n  oa: {type: openai\nmodels: []\n", encoding="utf-8")
-    result = run_cli("serve", "--config", str(config), cwd=tmp_path)
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "broken.yaml" in lines[0]
+    assert lines[0].startswith("error:")
+    assert needle in lines[0]
+    assert "Traceback" not in result.output
 
 
 # --------------------------------------------------------------------------- serving
 
 
-def test_serve_answers_logs_and_stops_on_sigterm(
+def test_first_start_serves_logs_and_stops_on_sigterm(
     tmp_path: Path, fake: FakeUpstream, serve: Any
 ) -> None:
-    served = serve(write_config(tmp_path, fake))
+    # No master key configured: the first start generates one, prints it once, keeps it.
+    served = serve(write_config(tmp_path, fake, master_key=None))
+    key_file = tmp_path / "data" / "master_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_text(encoding="utf-8").strip()
+    assert served.stdout.count(key) == 1
+    assert key not in served.stderr
+
     live = httpx.get(served.url + "/health/live", timeout=5)
     assert live.status_code == 200
     assert live.json()["status"] == "ok"
     assert httpx.get(served.url + "/health/ready", timeout=5).status_code == 200
 
-    response = chat(served.url)
+    response = chat(served.url, key=key)
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == TEXT
-    request_id = response.headers["x-request-id"]
     assert fake.last().body["model"] == GPT_UPSTREAM
-    missing = chat(served.url, model="no-such-model")
+    missing = chat(served.url, key=key, model="no-such-model")
     assert missing.status_code == 404
+    assert chat(served.url, key=MASTER_KEY).status_code == 401
 
     assert served.terminate() == 0
 
     # One JSON line per proxied request, with what operators need and nothing secret.
-    lines = served.access_lines()
-    assert len(lines) == 2, served.stderr
-    ok = next(line for line in lines if line["request_id"] == request_id)
+    lines = {line["request_id"]: line for line in served.access_lines()}
+    assert len(lines) == 3, served.stderr
+    ok = lines[response.headers["x-request-id"]]
     assert ok["model"] == GPT
     assert ok["provider"] == "oa"
     assert ok["upstream_model"] == GPT_UPSTREAM
     assert ok["status"] == 200
     assert isinstance(ok["latency_ms"], int | float)
     assert ok["latency_ms"] >= 0
-    failed = next(line for line in lines if line["request_id"] == missing.headers["x-request-id"])
+    failed = lines[missing.headers["x-request-id"]]
     assert failed["status"] == 404
     assert failed["model"] == "no-such-model"
-    output = served.stderr + served.stdout
-    assert MASTER_KEY not in output
-    assert OPENAI_UPSTREAM_KEY not in output
-    assert PROMPT not in output
-    assert TEXT not in output
-    assert "Traceback" not in output
+    output = served.stderr + served.stdout.replace(key, "")
+    for secret in (key, MASTER_KEY, OPENAI_UPSTREAM_KEY, PROMPT, TEXT, "Traceback"):
+        assert secret not in output
 
 
-def test_serve_generates_master_key_once(tmp_path: Path, fake: FakeUpstream, serve: Any) -> None:
+def test_next_start_reuses_the_key_and_serves_with_two_workers(
+    tmp_path: Path, fake: FakeUpstream, serve: Any
+) -> None:
     config = write_config(tmp_path, fake, master_key=None)
-    first = serve(config)
-    key_file = tmp_path / "data" / "master_key"
-    assert key_file.is_file()
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    key = key_file.read_text(encoding="utf-8").strip()
-    assert first.stdout.count(key) == 1
-    assert key not in first.stderr
-    assert chat(first.url, key=key).status_code == 200
-    assert chat(first.url, key=MASTER_KEY).status_code == 401
-    assert first.terminate() == 0
+    # The key a previous start generated (the same function the CLI calls).
+    key, generated = ensure_master_key(load_settings(config))
+    assert generated
 
-    second = serve(config)
-    assert key_file.read_text(encoding="utf-8").strip() == key
-    assert chat(second.url, key=key).status_code == 200
-    assert second.terminate() == 0
-    assert key not in second.stdout + second.stderr
-    assert "Generated" not in second.stdout
-
-
-def test_serve_with_two_workers(tmp_path: Path, fake: FakeUpstream, serve: Any) -> None:
-    served = serve(write_config(tmp_path, fake), "--workers", "2")
-    statuses = [chat(served.url).status_code for _ in range(8)]
+    served = serve(config, "--workers", "2")
+    assert key not in served.stdout + served.stderr
+    assert "Generated" not in served.stdout
+    assert (tmp_path / "data" / "master_key").read_text(encoding="utf-8").strip() == key
+    statuses = [chat(served.url, key=key).status_code for _ in range(8)]
     assert statuses == [200] * 8
     assert httpx.get(served.url + "/health/ready", timeout=5).status_code == 200
     assert len(fake.requests) == 8

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tollway.auth.master import ensure_master_key, master_key_path
-from tollway.settings import ConfigError, Dialect, Settings, load_settings
+from tollway.settings import ConfigError, Settings, load_settings
 
 BASE = """
     providers:
@@ -51,7 +51,7 @@ def config_error(tmp_path: Path, text: str) -> str:
 
 def test_yaml_file_is_loaded(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path / "c.yaml", BASE))
-    assert settings.providers["oa"].type is Dialect.OPENAI
+    assert settings.providers["oa"].type == "openai"
     assert settings.providers["oa"].base_url == "http://127.0.0.1:9/v1"
     assert settings.providers["an"].api_key is None
     assert settings.models[0].upstream_model == "gpt-x-upstream"
@@ -135,7 +135,7 @@ def test_environment_beats_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     oa = settings.providers["oa"]
     assert oa.api_key is not None and oa.api_key.get_secret_value() == "sk-env-provider-key"
     assert oa.base_url == "http://127.0.0.1:9/v1"
-    assert oa.type is Dialect.OPENAI
+    assert oa.type == "openai"
 
 
 def test_cli_overrides_beat_the_file(tmp_path: Path) -> None:
@@ -244,11 +244,11 @@ def test_no_file_enables_providers_from_standard_variables(
     settings = load_settings()
     openai_provider = settings.providers["openai"]
     anthropic_provider = settings.providers["anthropic"]
-    assert openai_provider.type is Dialect.OPENAI
+    assert openai_provider.type == "openai"
     assert openai_provider.api_key is not None
     assert openai_provider.api_key.get_secret_value() == "sk-oa-from-env"
     assert openai_provider.base_url == "http://127.0.0.1:11434/v1"
-    assert anthropic_provider.type is Dialect.ANTHROPIC
+    assert anthropic_provider.type == "anthropic"
     assert anthropic_provider.api_key is not None
     assert anthropic_provider.api_key.get_secret_value() == "sk-ant-from-env"
     served = {model.name: model.provider for model in settings.models}

@@ -83,9 +83,7 @@ def test_version_and_beta_headers_are_forwarded(
     assert received.headers["anthropic-beta"] == "prompt-caching-2024-07-31,tools-2024-04-04"
 
 
-def test_default_version_when_client_sends_none(
-    http: httpx.Client, fake: FakeUpstream
-) -> None:
+def test_default_version_when_client_sends_none(http: httpx.Client, fake: FakeUpstream) -> None:
     body = {"model": CLAUDE, "max_tokens": 10, "messages": MESSAGES}
     response = http.post("/v1/messages", json=body, headers={"x-api-key": MASTER_KEY})
     assert response.status_code == 200, response.text
@@ -178,7 +176,9 @@ def test_count_tokens_when_upstream_has_none(
 ) -> None:
     fake.script(Fail(404, message="Not found"), path=COUNT_PATH)
     text = "Count these words, please, with a real tokenizer."
-    result = claude.messages.count_tokens(model=CLAUDE, messages=[{"role": "user", "content": text}])
+    result = claude.messages.count_tokens(
+        model=CLAUDE, messages=[{"role": "user", "content": text}]
+    )
     assert o200k_tokens(text) <= result.input_tokens <= o200k_tokens(text) + 8
     assert [r.path for r in fake.requests] == [COUNT_PATH]
 

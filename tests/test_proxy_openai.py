@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import openai
 import pytest
@@ -27,6 +29,7 @@ from harness import (
 )
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
+UNICODE = 'h\u00e9llo \U0001f44b \u65e5\u672c "quoted" \\ back\nslash \u2028'
 
 
 def assert_forwarded_as_openai(received: Received, path: str, upstream_model: str) -> None:
@@ -63,6 +66,44 @@ def test_chat_completion(oai: openai.OpenAI, fake: FakeUpstream) -> None:
     assert received.body["messages"] == MESSAGES
     assert received.body["temperature"] == 0.2
     assert received.body["max_tokens"] == 50
+
+
+def test_rewritten_body_keeps_every_other_field(oai: openai.OpenAI, fake: FakeUpstream) -> None:
+    # The model name is replaced, so the body is re-serialised: nothing else may change.
+    messages = [
+        {"role": "system", "content": UNICODE},
+        {"role": "user", "content": [{"type": "text", "text": UNICODE}]},
+    ]
+    extra = {
+        "seed": 9007199254740993,
+        "logit_bias": {"1234": -100},
+        "metadata": {"nested": {"list": [1, 2.5, None, True, "x"]}},
+        "unknown_future_field": {"keep": "me"},
+    }
+    oai.chat.completions.create(
+        model=GPT, messages=messages, temperature=0.7, top_p=0.125, extra_body=extra
+    )
+    body = fake.last().body
+    assert body["model"] == GPT_UPSTREAM
+    assert body["messages"] == messages
+    assert body["temperature"] == 0.7
+    assert body["top_p"] == 0.125
+    for name, value in extra.items():
+        assert body[name] == value, name
+
+
+async def test_concurrent_calls(aoai: openai.AsyncOpenAI, fake: FakeUpstream) -> None:
+    async def plain() -> str | None:
+        completion = await aoai.chat.completions.create(model=GPT, messages=MESSAGES)
+        return completion.choices[0].message.content
+
+    async def streamed() -> str:
+        stream = await aoai.chat.completions.create(model=GPT, messages=MESSAGES, stream=True)
+        return "".join([c.choices[0].delta.content or "" async for c in stream])
+
+    results = await asyncio.gather(*(plain() if i % 2 else streamed() for i in range(40)))
+    assert results == [TEXT] * 40
+    assert len(fake.requests) == 40
 
 
 def test_request_ids_are_unique(oai: openai.OpenAI, fake: FakeUpstream) -> None:
@@ -252,7 +293,9 @@ def test_unmapped_body_is_forwarded_byte_for_byte(
     http: httpx.Client, fake: FakeUpstream, auth: dict[str, str]
 ) -> None:
     # A glob-served model needs no rewrite, so the exact bytes go upstream.
-    body = b'{"model": "claude-any-1", "max_tokens": 5,\n "messages": [{"role":"user","content":"x"}]}'
+    body = (
+        b'{"model": "claude-any-1", "max_tokens": 5,\n "messages": [{"role":"user","content":"x"}]}'
+    )
     headers = {**auth, "content-type": "application/json"}
     response = http.post("/v1/messages", content=body, headers=headers)
     assert response.status_code == 200, response.text

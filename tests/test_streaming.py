@@ -194,6 +194,16 @@ def test_split_events_parse_with_the_sdk(oai: openai.OpenAI, fake: FakeUpstream)
     assert "".join(c.choices[0].delta.content or "" for c in stream) == TEXT
 
 
+def test_multibyte_text_split_mid_character_survives(
+    claude: anthropic.Anthropic, fake: FakeUpstream
+) -> None:
+    # Writes are cut at the byte midpoint of each event, often inside a UTF-8 sequence.
+    words = ("été ", "日本語 ", "👋🏽 ", "Жж")
+    fake.script(SplitEvents(pause=0.01, words=words))
+    with claude.messages.stream(model=CLAUDE, max_tokens=50, messages=MESSAGES) as stream:
+        assert "".join(stream.text_stream) == "".join(words)
+
+
 # --------------------------------------------------------------------------- disconnects
 
 

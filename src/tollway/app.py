@@ -45,7 +45,7 @@ class Gateway:
         self.settings = settings
         master_key, _ = ensure_master_key(settings)
         self.providers: dict[str, Provider] = build_providers(settings)
-        self.router = Router(settings.models, self.providers)
+        self.router = Router(settings.models, self.providers, settings.circuit)
         self.server_keys = ServerKeys.from_settings(settings)
         self.db = Database(settings.database_path_url)
         self.directory = KeyDirectory(self.db, self.server_keys, master_key)
@@ -67,6 +67,7 @@ class Gateway:
             self.router,
             self.meter,
             tokens,
+            settings.retry,
             settings.max_body_bytes,
             settings.log.access,
         )
@@ -74,6 +75,7 @@ class Gateway:
         self.admin: FastAPI = build_admin_app(
             AdminContext(self.db, self.server_keys, master_key.encode(), self.recorder)
         )
+        self.admin.state.gateway = self
 
     def _ledger(self) -> Ledger:
         # One process: the event loop makes reservations atomic. Several processes: Redis

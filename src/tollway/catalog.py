@@ -54,8 +54,8 @@ class Catalog:
     def _entry(self, dialect: Dialect, name: str) -> dict[str, Any]:
         if dialect is Dialect.ANTHROPIC:
             return {"type": "model", "id": name, "display_name": name, "created_at": _EPOCH}
-        route = self._router.route_for_listing(name)
-        owner = route.provider.name if route else "tollway"
+        plan = self._router.plan_for_listing(name)
+        owner = plan.deployments[0].provider.name if plan else "tollway"
         return {"id": name, "object": "model", "created": 0, "owned_by": owner}
 
     def _listing(self, dialect: Dialect) -> bytes:
@@ -73,6 +73,6 @@ class Catalog:
         return orjson.dumps({"object": "list", "data": data})
 
     def _one(self, dialect: Dialect, name: str) -> bytes:
-        if self._router.route_for_listing(name) is None:
+        if self._router.plan_for_listing(name) is None:
             raise ModelNotFound(f"The model '{name}' does not exist.", param="model")
         return orjson.dumps(self._entry(dialect, name))

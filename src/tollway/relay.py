@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
@@ -19,7 +19,7 @@ from tollway.errors import TollwayError, UpstreamError
 from tollway.metering.stream_meter import StreamMeter
 from tollway.providers.transport import UpstreamResponse
 from tollway.settings import Dialect
-from tollway.sse import EventSplitter
+from tollway.translate.base import StreamTranslator
 
 T = TypeVar("T")
 
@@ -90,37 +90,49 @@ async def send_whole(
 async def send_stream(
     send: Send,
     upstream: UpstreamResponse,
+    events: AsyncIterator[bytes],
     headers: RawHeaders,
     dialect: Dialect,
     meter: StreamMeter,
+    translator: StreamTranslator | None,
     outcome: StreamOutcome,
     finish: Callable[[], Awaitable[None]],
 ) -> None:
-    """Pass SSE events through as they arrive, one flush per event.
+    """Pass SSE events through as they arrive, one flush per event (translated to the
+    client's dialect when a translator is given).
 
-    ``finish`` records the call; it runs when the stream's final event arrives and before
-    that event is sent (or before an error event), so the record exists before the
-    client sees the stream end. Once the first byte has
-    reached the client nothing can be retried, so an upstream failure mid-stream becomes
-    an error event in the client's dialect.
+    Nothing is sent until the first upstream event has arrived, so a stream that fails
+    before it raises UpstreamError and may still be retried. After that nothing can be
+    retried: an upstream failure becomes an error event in the client's dialect.
+    ``finish`` records the call; it runs when the final upstream event arrives and before
+    the client is sent the end of the stream.
     """
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
-    splitter = EventSplitter()
+    iterator = aiter(events)
     try:
-        async for chunk in upstream.chunks():
-            for event in splitter.feed(chunk):
-                if outcome.first_event_at is None:
-                    outcome.first_event_at = time.perf_counter()
-                out = meter.observe(event)
-                if meter.finished:
-                    await finish()
-                if out is not None:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-                    outcome.events += 1
-        if splitter.rest().strip():
-            raise UpstreamError("The provider's stream ended in the middle of an event.")
+        first = await anext(iterator)
+    except StopAsyncIteration:
+        upstream.abort()
+        raise UpstreamError("The provider's stream ended before its first event.") from None
+    except BaseException:
+        upstream.abort()
+        raise
+    outcome.first_event_at = time.perf_counter()
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
+    try:
+        event: bytes | None = first
+        while event is not None:
+            out = meter.observe(event)
+            if meter.finished:
+                await finish()
+            chunks = translator.feed(event) if translator is not None else [out] if out else []
+            for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                outcome.events += 1
+            event = await anext(iterator, None)
         if not meter.finished:
             raise UpstreamError("The provider's stream ended before its final event.")
+        for chunk in translator.finish() if translator is not None else []:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         outcome.complete = True
     except UpstreamError as error:
         outcome.error = error

@@ -39,10 +39,12 @@ class ConfigError(Exception):
 
 
 class Dialect(StrEnum):
-    """An API dialect that clients speak and providers serve."""
+    """An API dialect: clients speak OpenAI or Anthropic; providers may serve any."""
 
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
+    GEMINI = "gemini"
+    BEDROCK = "bedrock"
 
 
 class Strict(BaseModel):
@@ -62,13 +64,29 @@ class Timeouts(Strict):
 class ProviderConfig(Strict):
     """One upstream account: a provider type, its credential and endpoint."""
 
-    type: Dialect
+    type: str = Field(description="openai, anthropic, gemini, azure, bedrock, or a preset.")
     api_key: SecretStr | None = None
     base_url: str | None = None
     organization: str | None = None
     project: str | None = None
+    api_version: str | None = Field(None, description="Azure OpenAI api-version.")
+    region: str | None = Field(None, description="AWS region (Bedrock).")
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
     timeouts: Timeouts | None = None
     max_connections: int = Field(256, ge=1)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        from tollway.providers.registry import PROVIDER_TYPES  # the registry imports this module
+
+        if value not in PROVIDER_TYPES:
+            raise ValueError(
+                f"unknown provider type {value!r} (known: {', '.join(PROVIDER_TYPES)})"
+            )
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -89,22 +107,68 @@ class Price(Strict):
     cache_write_mtok: Decimal | None = Field(None, ge=0)
 
 
-class ModelConfig(Strict):
-    """A client-facing model name mapped to a provider and an upstream model id."""
+class DeploymentConfig(Strict):
+    """One place a model is served: a provider, its model id, a share of traffic."""
 
-    name: str = Field(min_length=1)
     provider: str
     model: str | None = Field(None, description="Upstream model id; defaults to the name.")
+    weight: float = Field(1.0, gt=0)
+    rpm: int | None = Field(None, ge=1, description="This deployment's own request limit.")
+    max_parallel: int | None = Field(None, ge=1)
+
+
+class ModelConfig(Strict):
+    """A client-facing model name served by one or more deployments."""
+
+    name: str = Field(min_length=1)
+    provider: str | None = Field(None, description="Shorthand for one deployment.")
+    model: str | None = Field(None, description="Upstream model id; defaults to the name.")
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+    routing: Literal["weighted", "least-busy", "lowest-latency"] = "weighted"
     fallbacks: list[str] = Field(default_factory=list)
+    context_fallbacks: list[str] = Field(
+        default_factory=list, description="Models to try when the prompt is too long."
+    )
     price: Price | None = None
     max_output_tokens: int | None = Field(
         None, ge=1, description="Output limit assumed when a request sets none (budgets)."
     )
 
+    @model_validator(mode="after")
+    def _one_way_to_deploy(self) -> ModelConfig:
+        if self.provider is None and not self.deployments:
+            raise ValueError("give 'provider' (one deployment) or 'deployments'")
+        if self.provider is not None and self.deployments:
+            raise ValueError("give either 'provider' or 'deployments', not both")
+        return self
+
     @property
     def upstream_model(self) -> str:
-        """The model id sent upstream."""
+        """The model id sent upstream (single-deployment form)."""
         return self.model or self.name
+
+    def all_deployments(self) -> list[DeploymentConfig]:
+        """Deployments, with the shorthand form expanded."""
+        if self.deployments:
+            return self.deployments
+        assert self.provider is not None
+        return [DeploymentConfig(provider=self.provider, model=self.model)]
+
+
+class RetryConfig(Strict):
+    """Retries of retryable upstream failures (429, 5xx, timeouts, resets)."""
+
+    attempts: int = Field(2, ge=0, description="Retries per model after the first try.")
+    backoff_base: float = Field(0.25, ge=0, description="First backoff, seconds; doubles.")
+    backoff_max: float = Field(8.0, ge=0)
+    deadline: float = Field(120.0, gt=0, description="Give up retrying after this long.")
+
+
+class CircuitConfig(Strict):
+    """Per-deployment circuit breaker."""
+
+    failures: int = Field(5, ge=1, description="Consecutive failures that open it.")
+    cooldown: float = Field(30.0, gt=0, description="Seconds open before a probe.")
 
 
 class LogConfig(Strict):
@@ -146,6 +210,8 @@ class Settings(BaseSettings):
         32_768, ge=1, description="Output limit assumed for budgets when nothing says otherwise."
     )
     timeouts: Timeouts = Timeouts()
+    retry: RetryConfig = RetryConfig()
+    circuit: CircuitConfig = CircuitConfig()
     log: LogConfig = LogConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -166,20 +232,23 @@ class Settings(BaseSettings):
     def _models_reference_providers(self) -> Settings:
         seen: set[str] = set()
         for index, model in enumerate(self.models):
-            if model.provider not in self.providers:
-                known = ", ".join(sorted(self.providers)) or "none configured"
-                raise ValueError(
-                    f"models[{index}].provider: unknown provider {model.provider!r} "
-                    f"(known: {known})"
-                )
+            for deployment in model.all_deployments():
+                if deployment.provider not in self.providers:
+                    known = ", ".join(sorted(self.providers)) or "none configured"
+                    where = "provider" if model.provider else "deployments.provider"
+                    raise ValueError(
+                        f"models[{index}].{where}: unknown provider {deployment.provider!r} "
+                        f"(known: {known})"
+                    )
             if model.name in seen:
                 raise ValueError(f"models[{index}].name: duplicate model name {model.name!r}")
             seen.add(model.name)
         names = {m.name for m in self.models}
         for index, model in enumerate(self.models):
-            for fallback in model.fallbacks:
-                if fallback not in names:
-                    raise ValueError(f"models[{index}].fallbacks: unknown model {fallback!r}")
+            for field in ("fallbacks", "context_fallbacks"):
+                for fallback in getattr(model, field):
+                    if fallback not in names:
+                        raise ValueError(f"models[{index}].{field}: unknown model {fallback!r}")
         return self
 
     @property

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import (
+from keys_support import (
     GPT,
     MASTER_KEY,
     ServedGateway,
@@ -24,7 +24,7 @@ from conftest import (
     new_key,
     new_project,
     ok,
-    run_cli,
+    run_clis,
 )
 
 from fake_upstream import FakeUpstream
@@ -33,9 +33,9 @@ CREDENTIAL = "sk-proj-AUDIT-never-logged-77aa"
 
 
 @pytest.fixture(scope="module")
-def agw(upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    ServedGateway
-]:
+def agw(
+    upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedGateway]:
     """A gateway with an empty audit log."""
     gateway = launch(tmp_path_factory.mktemp("audit"), upstream_server)
     yield gateway
@@ -85,9 +85,11 @@ def verify(api: httpx.Client) -> dict[str, Any]:
     return result
 
 
-def cli_verify(agw: ServedGateway, *extra: str) -> Any:
-    """``tollway audit verify`` against the audit gateway."""
-    return run_cli("audit", "--url", agw.url, "--master-key", MASTER_KEY, "verify", *extra)
+def cli_verify(agw: ServedGateway) -> tuple[Any, Any]:
+    """``tollway audit verify`` against the audit gateway, plain and with ``--json``."""
+    command = ("audit", "--url", agw.url, "--master-key", MASTER_KEY, "verify")
+    plain, as_json = run_clis(command, (*command, "--json"))
+    return plain, as_json
 
 
 @contextlib.contextmanager
@@ -182,10 +184,9 @@ def test_verify_ok_over_the_api_and_the_cli(
     agw: ServedGateway, api: httpx.Client, trail: dict[str, Any]
 ) -> None:
     assert verify(api) == {"ok": True, "entries": 10, "broken_at": None, "reason": None}
-    done = cli_verify(agw)
+    done, as_json = cli_verify(agw)
     assert done.returncode == 0, done.stderr
     assert "10 entries" in done.stdout
-    as_json = cli_verify(agw, "--json")
     assert as_json.returncode == 0
     assert json.loads(as_json.stdout)["ok"] is True
 
@@ -197,12 +198,11 @@ def _assert_broken(agw: ServedGateway, api: httpx.Client, seq: int, cli: bool = 
     assert result["reason"]
     if not cli:
         return
-    failed = cli_verify(agw)
+    failed, as_json = cli_verify(agw)
     assert failed.returncode == 1, failed
     lines = [line for line in failed.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, failed.stderr
     assert f"entry {seq}" in lines[0]
-    as_json = cli_verify(agw, "--json")
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["broken_at"] == seq
 
@@ -212,16 +212,16 @@ def edited(agw: ServedGateway, seq: int, column: str, value: Any) -> Iterator[No
     """Change one column of one entry, and put the original back afterwards."""
     with database(agw) as conn:
         (original,) = conn.execute(
-            f"SELECT {column} FROM audit_log WHERE seq = ?",  # noqa: S608
+            f"SELECT {column} FROM audit_log WHERE seq = ?",
             (seq,),
         ).fetchone()
-        conn.execute(f"UPDATE audit_log SET {column} = ? WHERE seq = ?", (value, seq))  # noqa: S608
+        conn.execute(f"UPDATE audit_log SET {column} = ? WHERE seq = ?", (value, seq))
     try:
         yield
     finally:
         with database(agw) as conn:
             conn.execute(
-                f"UPDATE audit_log SET {column} = ? WHERE seq = ?",  # noqa: S608
+                f"UPDATE audit_log SET {column} = ? WHERE seq = ?",
                 (original, seq),
             )
 
@@ -240,7 +240,7 @@ def deleted(agw: ServedGateway, seq: int) -> Iterator[None]:
             names = ", ".join(row)
             marks = ", ".join("?" for _ in row)
             conn.execute(
-                f"INSERT INTO audit_log ({names}) VALUES ({marks})",  # noqa: S608
+                f"INSERT INTO audit_log ({names}) VALUES ({marks})",
                 tuple(row.values()),
             )
 
@@ -293,13 +293,15 @@ def test_deleted_middle_entry_is_detected(
 
 def test_cli_audit_list(agw: ServedGateway, trail: dict[str, Any]) -> None:
     common = ("audit", "--url", agw.url, "--master-key", MASTER_KEY, "list")
-    listed = run_cli(*common, "--json", "--action", "key.created")
+    listed, by_target, table = run_clis(
+        (*common, "--json", "--action", "key.created"),
+        (*common, "--json", "--target", trail["key"]["id"], "--limit", "2"),
+        common,
+    )
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert [row["seq"] for row in rows] == [10, 2]
-    by_target = run_cli(*common, "--json", "--target", trail["key"]["id"], "--limit", "2")
     assert [row["seq"] for row in json.loads(by_target.stdout)] == [4, 3]
-    table = run_cli(*common)
     assert table.returncode == 0
     assert "project.keys_revoked" in table.stdout
 

@@ -6,13 +6,14 @@ import json
 import shlex
 import sqlite3
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
-from conftest import (
+from keys_support import (
     CLAUDE,
     CLAUDE_UPSTREAM,
     GPT,
@@ -26,6 +27,7 @@ from conftest import (
     free_port,
     message,
     run_cli,
+    run_clis,
     unique,
     write_config,
 )
@@ -36,6 +38,12 @@ from fake_upstream import TEXT, FakeUpstream
 def tw(gw: ServedGateway, group: str, *args: str) -> Any:
     """``tollway <group> --url ... --master-key ... <args>``."""
     return run_cli(group, "--url", gw.url, "--master-key", MASTER_KEY, *args)
+
+
+def tws(gw: ServedGateway, *commands: tuple[str, ...]) -> list[Any]:
+    """Several independent ``tw`` commands, run side by side."""
+    connect = ("--url", gw.url, "--master-key", MASTER_KEY)
+    return run_clis(*((group, *connect, *args) for group, *args in commands))
 
 
 def as_json(done: Any) -> Any:
@@ -57,9 +65,9 @@ def one_line_error(done: Any, *fragments: str) -> str:
 
 def test_keys_commands(gw: ServedGateway) -> None:
     run = unique("cli")
-    made = as_json(
-        tw(
-            gw,
+    main, budget = tws(
+        gw,
+        (
             "keys",
             "create",
             "--name",
@@ -81,8 +89,10 @@ def test_keys_commands(gw: ServedGateway) -> None:
             "--meta",
             f"run={run}",
             "--json",
-        )
+        ),
+        ("keys", "create", "--name", "b", "--budget", "5", "--budget-period", "day"),
     )
+    made = as_json(main)
     key, key_id = made["key"], made["id"]
     assert key.startswith("sk-tw-")
     assert made["models"] == [GPT, "claude-*"]
@@ -94,23 +104,22 @@ def test_keys_commands(gw: ServedGateway) -> None:
         50,
     )
     assert made["expires_at"] is not None
-    budget = tw(gw, "keys", "create", "--name", "b", "--budget", "5", "--budget-period", "day")
     assert budget.returncode == 0, budget.stderr
     assert "max_budget_usd  5" in budget.stdout and "budget_period   day" in budget.stdout
     assert chat(gw, key).model == GPT_UPSTREAM
 
-    listed = tw(gw, "keys", "list", "--meta", f"run={run}", "--json")
+    listed, shown = tws(
+        gw,
+        ("keys", "list", "--meta", f"run={run}", "--json"),
+        ("keys", "show", key_id, "--json"),
+    )
     rows = as_json(listed)
     assert [row["id"] for row in rows] == [key_id]
     assert key not in listed.stdout
-
-    shown = tw(gw, "keys", "show", key_id, "--json")
     assert as_json(shown)["name"] == "cli key"
     assert key not in shown.stdout
 
-    off = as_json(
-        tw(gw, "keys", "update", key_id, "--models", CLAUDE, "--deactivate", "--json")
-    )
+    off = as_json(tw(gw, "keys", "update", key_id, "--models", CLAUDE, "--deactivate", "--json"))
     assert off["status"] == "inactive" and off["models"] == [CLAUDE]
     with pytest.raises(openai.AuthenticationError):
         chat(gw, key)
@@ -124,9 +133,13 @@ def test_keys_commands(gw: ServedGateway) -> None:
     assert revoked["status"] == "revoked"
     with pytest.raises(anthropic.AuthenticationError):
         message(gw, key, CLAUDE)
-    inactive = as_json(tw(gw, "keys", "list", "--inactive", "--meta", f"run={run}", "--json"))
-    assert [row["id"] for row in inactive] == [key_id]
-    assert as_json(tw(gw, "keys", "list", "--active", "--meta", f"run={run}", "--json")) == []
+    inactive, active = tws(
+        gw,
+        ("keys", "list", "--inactive", "--meta", f"run={run}", "--json"),
+        ("keys", "list", "--active", "--meta", f"run={run}", "--json"),
+    )
+    assert [row["id"] for row in as_json(inactive)] == [key_id]
+    assert as_json(active) == []
 
 
 def test_human_output(gw: ServedGateway) -> None:
@@ -140,11 +153,10 @@ def test_human_output(gw: ServedGateway) -> None:
         fields[field] = value.strip()
     assert fields["name"] == name
     assert fields["key"].startswith("sk-tw-")
-    table = tw(gw, "keys", "list")
+    table, revoked = tws(gw, ("keys", "list"), ("keys", "revoke", fields["id"]))
     assert table.returncode == 0
     assert fields["id"] in table.stdout
     assert fields["key"] not in table.stdout
-    revoked = tw(gw, "keys", "revoke", fields["id"])
     assert revoked.returncode == 0
     assert revoked.stdout.strip() == f"revoked {fields['id']} ({name})"
 
@@ -155,9 +167,9 @@ def test_projects_commands(gw: ServedGateway, upstream: FakeUpstream) -> None:
     made = tw(gw, "projects", "create", name, "--credential", f"oa={credential}", "--rpm", "9")
     assert made.returncode == 0, made.stderr
     assert credential not in made.stdout
-    project = as_json(tw(gw, "projects", "show", name, "--json"))
+    shown, listed = tws(gw, ("projects", "show", name, "--json"), ("projects", "list", "--json"))
+    project = as_json(shown)
     assert project["credential_providers"] == ["oa"] and project["rpm"] == 9
-    listed = tw(gw, "projects", "list", "--json")
     assert name in {row["name"] for row in as_json(listed)}
     assert credential not in listed.stdout
 
@@ -184,33 +196,32 @@ def test_projects_commands(gw: ServedGateway, upstream: FakeUpstream) -> None:
 def test_url_and_key_from_the_environment(gw: ServedGateway) -> None:
     env = clean_env(TOLLWAY_URL=gw.url, TOLLWAY_MASTER_KEY=MASTER_KEY)
     name = unique("env")
-    made = json.loads(
-        run_cli("keys", "create", "--name", name, "--json", env=env).stdout
+    made = json.loads(run_cli("keys", "create", "--name", name, "--json", env=env).stdout)
+    shown, verified = run_clis(
+        ("keys", "show", made["id"], "--json"), ("audit", "verify", "--json"), env=env
     )
-    shown = run_cli("keys", "show", made["id"], "--json", env=env)
     assert json.loads(shown.stdout)["name"] == name
-    verified = run_cli("audit", "verify", "--json", env=env)
     assert json.loads(verified.stdout)["ok"] is True
 
 
 def test_failures_are_one_line_and_non_zero(gw: ServedGateway) -> None:
-    one_line_error(tw(gw, "keys", "show", "key_doesnotexist"), "key_doesnotexist", "404")
-    one_line_error(tw(gw, "keys", "revoke", "key_doesnotexist"), "404")
-    one_line_error(tw(gw, "keys", "create", "--name", "x", "--ttl", "5q"), "ttl", "422")
-    one_line_error(tw(gw, "keys", "create", "--name", "x", "--project", "nope"), "nope")
-    one_line_error(tw(gw, "keys", "update", "key_whatever"), "nothing to update")
-    one_line_error(tw(gw, "projects", "show", "no-such-project"), "404")
-    one_line_error(tw(gw, "projects", "create", "default"), "already exists")
-    one_line_error(tw(gw, "keys", "create", "--name", "x", "--meta", "novalue"), "--meta")
-    one_line_error(
-        run_cli("keys", "--url", gw.url, "--master-key", "sk-wrong", "list"), "401"
-    )
-    one_line_error(
-        run_cli("keys", "--url", f"http://127.0.0.1:{free_port()}", "--master-key", "x", "list"),
-        "cannot reach",
-    )
-    denied = run_cli("audit", "--url", gw.url, "--master-key", "sk-tw-admin-nope", "verify")
-    one_line_error(denied, "401")
+    base = ("--url", gw.url, "--master-key", MASTER_KEY)
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    checks: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+        (("keys", *base, "show", "key_doesnotexist"), ("key_doesnotexist", "404")),
+        (("keys", *base, "create", "--name", "x", "--ttl", "5q"), ("ttl", "422")),
+        (("keys", *base, "create", "--name", "x", "--project", "nope"), ("nope",)),
+        (("keys", *base, "update", "key_whatever"), ("nothing to update",)),
+        (("keys", *base, "create", "--name", "x", "--meta", "novalue"), ("--meta",)),
+        (("projects", *base, "create", "default"), ("already exists",)),
+        (("keys", "--url", gw.url, "--master-key", "sk-wrong", "list"), ("401",)),
+        (("audit", "--url", gw.url, "--master-key", "sk-tw-admin-x", "verify"), ("401",)),
+        (("keys", "--url", unreachable, "--master-key", "x", "list"), ("cannot reach",)),
+    ]
+    results = run_clis(*(args for args, _ in checks))
+    for (args, fragments), done in zip(checks, results, strict=True):
+        assert done.returncode == 1, (args, done.stderr)
+        one_line_error(done, *fragments)
 
 
 @pytest.mark.xfail(
@@ -242,7 +253,27 @@ print(json.dumps({{"chat": chat.choices[0].message.content, "messages": reply.co
 def test_env_block_is_enough_for_both_sdks(gw: ServedGateway, upstream: FakeUpstream) -> None:
     args = ["keys", "--url", gw.url, "--master-key", MASTER_KEY, "create", "--name", "sandbox"]
     args += ["--ttl", "15m", "--models", f"{GPT},{CLAUDE}", "--env"]
-    block = run_cli(*args)
+    command = " ".join(shlex.quote(part) for part in [TOLLWAY, *args])
+    sourced = [
+        "bash",
+        "-c",
+        f'source <({command}) && exec {shlex.quote(PYTHON)} -c "$SCRIPT"',
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        # One block to read, and one sourced by a shell that then runs both SDKs with
+        # nothing but the environment it exported.
+        printed = pool.submit(run_cli, *args)
+        used = pool.submit(
+            subprocess.run,
+            sourced,
+            capture_output=True,
+            text=True,
+            env=clean_env(SCRIPT=ENV_SCRIPT),
+            timeout=60,
+            check=False,
+        )
+        block, done = printed.result(), used.result()
+
     assert block.returncode == 0, block.stderr
     exports: dict[str, str] = {}
     for line in block.stdout.splitlines():
@@ -257,21 +288,11 @@ def test_env_block_is_enough_for_both_sdks(gw: ServedGateway, upstream: FakeUpst
     key = exports["OPENAI_API_KEY"]
     assert key.startswith("sk-tw-") and not key.startswith("sk-tw-master")
 
-    command = " ".join(shlex.quote(part) for part in [TOLLWAY, *args])
-    env = clean_env(SCRIPT=ENV_SCRIPT)
-    env.pop("TOLLWAY_URL", None)
-    done = subprocess.run(
-        ["bash", "-c", f'source <({command}) && exec {shlex.quote(PYTHON)} -c "$SCRIPT"'],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"chat": TEXT, "messages": TEXT}
-    # Each call was made with a fresh sandbox key, which the gateway replaced upstream.
-    for received in upstream.requests[-2:]:
+    # The gateway replaced the sandbox key with its own provider credentials upstream.
+    assert len(upstream.requests) == 2
+    for received in upstream.requests:
         assert "sk-tw-" not in json.dumps(received.headers)
 
 
@@ -323,13 +344,17 @@ def test_migrate_failures_are_one_line(tmp_path: Path, upstream_server: FakeUpst
         upstream_server,
         database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/nothing",
     )
-    one_line_error(run_cli("migrate", "--config", str(unreachable)), "migration failed")
     bad_field = write_config(
         tmp_path / "bad-field.yaml", tmp_path / "d2", upstream_server, databse_url="sqlite://"
     )
-    one_line_error(run_cli("migrate", "--config", str(bad_field)), "databse_url")
-    one_line_error(run_cli("migrate", "--config", str(tmp_path / "missing.yaml")), "missing")
-
+    down, typo, missing = run_clis(
+        ("migrate", "--config", str(unreachable)),
+        ("migrate", "--config", str(bad_field)),
+        ("migrate", "--config", str(tmp_path / "missing.yaml")),
+    )
+    one_line_error(down, "migration failed")
+    one_line_error(typo, "databse_url")
+    one_line_error(missing, "missing")
 
 
 @pytest.mark.xfail(

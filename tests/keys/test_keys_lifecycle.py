@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import anthropic
 import httpx
 import openai
 import pytest
-from conftest import (
+from keys_support import (
     CLAUDE,
     CLAUDE_BIG,
     CLAUDE_UPSTREAM,
@@ -28,6 +28,7 @@ from conftest import (
     new_project,
     ok,
     raw_chat,
+    stable,
     unique,
     wait_until,
 )
@@ -89,7 +90,7 @@ def test_create_returns_every_field_and_the_secret_once(api: httpx.Client) -> No
     shown = ok(api.get(f"/keys/{body['id']}"))
     assert "key" not in shown
     assert key not in api.get(f"/keys/{body['id']}").text
-    assert {k: v for k, v in body.items() if k != "key"} == shown
+    assert stable(body) == stable(shown)
     listing = api.get("/keys", params={"limit": 1000})
     assert body["id"] in listing.text
     assert key not in listing.text
@@ -114,6 +115,23 @@ def test_expires_at_is_kept(api: httpx.Client) -> None:
 
 def test_no_ttl_means_no_expiry(api: httpx.Client) -> None:
     assert new_key(api)["expires_at"] is None
+
+
+@pytest.mark.xfail(
+    reason="on SQLite, an expires_at with a non-UTC offset is stored as its wall-clock time "
+    "(the offset is dropped): '+05:00' keys live 5 hours longer than asked, '-05:00' keys "
+    "are born expired; the create answer echoes the offset, GET shows the shifted instant",
+    strict=True,
+)
+def test_expires_at_with_an_offset_is_the_same_instant(
+    gw: ServedGateway, api: httpx.Client
+) -> None:
+    at = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    for hours in (5, -5):
+        local = at.astimezone(timezone(timedelta(hours=hours)))
+        body = new_key(api, expires_at=local.isoformat())
+        assert when(ok(api.get(f"/keys/{body['id']}"))["expires_at"]) == at
+        assert chat(gw, body["key"]).choices[0].message.content == TEXT
 
 
 # --------------------------------------------------------------------------- use
@@ -171,7 +189,12 @@ def test_key_accepted_in_every_sdk_header(
 
 def test_missing_or_malformed_key_is_401(gw: ServedGateway, api: httpx.Client) -> None:
     key = new_key(api)["key"]
-    for headers in ({}, {"authorization": f"Basic {key}"}, {"authorization": "Bearer"}, {"x-api-key": ""}):
+    for headers in (
+        {},
+        {"authorization": f"Basic {key}"},
+        {"authorization": "Bearer"},
+        {"x-api-key": ""},
+    ):
         response = raw_chat(gw.url, headers)
         assert response.status_code == 401, (headers, response.text)
         assert key not in response.text
@@ -273,9 +296,7 @@ def test_max_requests_is_enforced_with_a_clear_403(gw: ServedGateway, api: httpx
     "still uses up one of the key's max_requests (counted at authentication)",
     strict=True,
 )
-def test_refused_request_does_not_use_up_max_requests(
-    gw: ServedGateway, api: httpx.Client
-) -> None:
+def test_refused_request_does_not_use_up_max_requests(gw: ServedGateway, api: httpx.Client) -> None:
     body = new_key(api, max_requests=1, models=[GPT])
     with pytest.raises(openai.PermissionDeniedError):
         chat(gw, body["key"], GPT_BIG)
@@ -315,7 +336,7 @@ def test_patch_models_active_and_metadata(gw: ServedGateway, api: httpx.Client) 
     assert renamed["metadata"] == {"org": "globex"}
     assert renamed["models"] == ["claude-*"], "fields not sent must not change"
     assert when(renamed["updated_at"]) > when(body["updated_at"])
-    assert ok(api.get(f"/keys/{key_id}")) == renamed
+    assert stable(ok(api.get(f"/keys/{key_id}"))) == stable(renamed)
 
     updates = audit_entries(api, target=key_id, action="key.updated")
     assert len(updates) == 5
@@ -357,7 +378,7 @@ def test_list_filters(api: httpx.Client) -> None:
     }
     assert ids(**{"metadata.run": run, "metadata.org": "initech"}) == set()
     newest_first = ok(api.get("/keys", params={"metadata.run": run}))
-    assert [row["id"] for row in newest_first][0] == gone["id"]
+    assert newest_first[0]["id"] == gone["id"]
     page = ok(api.get("/keys", params={"metadata.run": run, "limit": 2, "offset": 1}))
     assert [row["id"] for row in page] == [row["id"] for row in newest_first[1:3]]
 
@@ -395,7 +416,7 @@ def test_secret_is_never_shown_logged_or_stored(gw: ServedGateway, api: httpx.Cl
     try:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
-            for row in conn.execute(f'SELECT * FROM "{table}"'):  # noqa: S608
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
                 for value in row:
                     text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
                     assert body_part not in text, table

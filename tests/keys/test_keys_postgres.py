@@ -12,6 +12,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import asyncpg
 import httpx
 import openai
 import pytest
-from conftest import (
+from keys_support import (
     CLAUDE,
     GPT,
     GPT_BIG,
@@ -38,7 +39,7 @@ from conftest import (
 
 from fake_upstream import TEXT, FakeUpstream
 
-PG = {"host": "127.0.0.1", "port": 1, "user": "postgres"}
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 ADMIN_DATABASE = "test"
 
 
@@ -197,6 +198,16 @@ def test_expiry_on_postgres(pgw: ServedGateway, api: httpx.Client) -> None:
         lambda: ok(api.get("/audit", params={"target": body["id"], "action": "key.expired_on_use"}))
     )
     assert ok(api.get(f"/keys/{body['id']}"))["status"] == "expired"
+
+
+def test_expires_at_with_an_offset_on_postgres(pgw: ServedGateway, api: httpx.Client) -> None:
+    at = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    for hours in (5, -5):
+        local = at.astimezone(timezone(timedelta(hours=hours)))
+        body = new_key(api, name="pg offset", expires_at=local.isoformat())
+        shown = ok(api.get(f"/keys/{body['id']}"))["expires_at"]
+        assert datetime.fromisoformat(shown.replace("Z", "+00:00")) == at
+        assert chat(pgw, body["key"]).choices[0].message.content == TEXT
 
 
 def test_audit_time_filters_on_postgres(api: httpx.Client) -> None:

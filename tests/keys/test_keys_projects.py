@@ -8,7 +8,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import (
+from keys_support import (
     CLAUDE,
     GLOBAL_ANTHROPIC_KEY,
     GLOBAL_OPENAI_KEY,
@@ -19,6 +19,7 @@ from conftest import (
     new_key,
     new_project,
     ok,
+    stable,
     unique,
 )
 
@@ -49,17 +50,17 @@ def test_create_list_show_update(api: httpx.Client) -> None:
     assert project["metadata"] == {"org": "acme"}
     assert project["credential_providers"] == []
 
-    assert ok(api.get(f"/projects/{project['id']}")) == project
-    assert ok(api.get(f"/projects/{name}")) == project
+    assert stable(ok(api.get(f"/projects/{project['id']}"))) == stable(project)
+    assert stable(ok(api.get(f"/projects/{name}"))) == stable(project)
     listed = ok(api.get("/projects"))
-    assert project in listed
+    assert stable(project) in [stable(row) for row in listed]
     assert "default" in {row["name"] for row in listed}
 
     updated = ok(api.patch(f"/projects/{name}", json={"rpm": 120, "metadata": {"org": "globex"}}))
     assert updated["rpm"] == 120
     assert updated["metadata"] == {"org": "globex"}
     assert updated["tpm"] == 6000, "fields not sent must not change"
-    assert ok(api.get(f"/projects/{project['id']}")) == updated
+    assert stable(ok(api.get(f"/projects/{project['id']}"))) == stable(updated)
 
     management_error(api.get("/projects/" + unique("missing")), 404)
 
@@ -99,9 +100,21 @@ def test_deactivated_project_blocks_its_keys_until_reactivated(
     assert message(gw, key).content[0].text == TEXT
 
 
-def test_revoke_keys_revokes_every_key_of_the_project(
-    gw: ServedGateway, api: httpx.Client
-) -> None:
+@pytest.mark.xfail(
+    reason="doubtful: a key whose project is deactivated still shows status 'active' and "
+    "is listed by ?active=true, although every request with it gets 401",
+    strict=True,
+)
+def test_key_of_a_deactivated_project_is_not_listed_as_active(api: httpx.Client) -> None:
+    project = new_project(api, unique("dormant"))
+    body = new_key(api, project=project["name"])
+    ok(api.patch(f"/projects/{project['id']}", json={"active": False}))
+    active = ok(api.get("/keys", params={"project": project["id"], "active": "true"}))
+    assert body["id"] not in {row["id"] for row in active}
+    assert ok(api.get(f"/keys/{body['id']}"))["status"] != "active"
+
+
+def test_revoke_keys_revokes_every_key_of_the_project(gw: ServedGateway, api: httpx.Client) -> None:
     project = new_project(api, unique("bulk"))
     keys = [new_key(api, project=project["name"]) for _ in range(3)]
     already = keys[2]

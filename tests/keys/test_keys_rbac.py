@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import (
+from keys_support import (
     MASTER_KEY,
     ServedGateway,
     created,
@@ -214,9 +214,7 @@ def _bad_credentials(gw: ServedGateway, master_api: httpx.Client) -> dict[str, d
     }
 
 
-def test_every_documented_route_fails_closed(
-    gw: ServedGateway, master_api: httpx.Client
-) -> None:
+def test_every_documented_route_fails_closed(gw: ServedGateway, master_api: httpx.Client) -> None:
     routes = _openapi_routes(gw)
     management = [route for route in routes if route not in PUBLIC]
     assert len(management) >= 15, routes

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import GPT, MESSAGES, ServedGateway, launch, new_key, new_project, ok, unique
+from keys_support import GPT, MESSAGES, ServedGateway, launch, new_key, new_project, ok, unique
 
 from fake_upstream import FakeUpstream
 

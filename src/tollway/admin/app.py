@@ -14,7 +14,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException
 
 from tollway import __version__
-from tollway.admin import admin_keys, audit, keys, projects, spend
+from tollway.admin import admin_keys, audit, keys, projects, providers, spend
 from tollway.admin.deps import GUARD_MARK, AdminContext
 from tollway.dialects.render import render_error
 from tollway.errors import BadRequest, NotFound, TollwayError
@@ -89,7 +89,7 @@ def build_admin_app(ctx: AdminContext) -> FastAPI:
     _install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (keys, projects, spend, audit, admin_keys):
+    for module in (keys, projects, spend, providers, audit, admin_keys):
         api.include_router(module.router)
     app.include_router(api)
 

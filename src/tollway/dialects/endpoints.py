@@ -20,12 +20,19 @@ class Endpoint(StrEnum):
     RESPONSES = "responses"
     MESSAGES = "messages"
     COUNT_TOKENS = "messages.count_tokens"
+    # Upstream-only operations, reached through translation.
+    GENERATE_CONTENT = "gemini.generate_content"
+    CONVERSE = "bedrock.converse"
 
     @property
     def dialect(self) -> Dialect:
-        """The dialect a client calling this endpoint speaks."""
+        """The dialect of this endpoint's API."""
         if self in (Endpoint.MESSAGES, Endpoint.COUNT_TOKENS):
             return Dialect.ANTHROPIC
+        if self is Endpoint.GENERATE_CONTENT:
+            return Dialect.GEMINI
+        if self is Endpoint.CONVERSE:
+            return Dialect.BEDROCK
         return Dialect.OPENAI
 
 

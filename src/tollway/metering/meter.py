@@ -8,9 +8,12 @@ release()  settle the reservation to the actual cost, count tokens, free the slo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
+
+import orjson
 
 from tollway.auth.credentials import Principal
 from tollway.dialects.endpoints import Endpoint, RequestInfo
@@ -19,10 +22,10 @@ from tollway.metering.budget import Budget, Ledger, Reservation
 from tollway.metering.limits import Limits, Ticket
 from tollway.metering.prices import ModelPrice, PriceBook
 from tollway.metering.records import Recorder, utc_iso
-from tollway.metering.stream_meter import StreamMeter
+from tollway.metering.stream_meter import StreamMeter, collect_text
 from tollway.metering.tokens import TokenCounter
 from tollway.metering.usage import Usage
-from tollway.routing.router import Route
+from tollway.routing.router import Plan, Route
 
 # Tokenizer estimates undercount other vendors' tokenizers a little; reserve with room.
 _ESTIMATE_MARGIN = Decimal("1.10")
@@ -43,7 +46,7 @@ class RateLimiter(Protocol):
 class Admission:
     """What admission decided for one call."""
 
-    price: ModelPrice | None = None
+    chain: list[Plan] = field(default_factory=list)
     reservation: Reservation | None = None
     ticket: Ticket | None = None
     input_estimate: int | None = None
@@ -55,6 +58,7 @@ class Outcome:
     """What the call produced, filled in as it runs."""
 
     usage: Usage | None = None
+    price: ModelPrice | None = None
     stream: StreamMeter | None = None
     cost: Decimal | None = None
     priced: bool = True
@@ -116,24 +120,34 @@ class Meter:
     def price_of(self, route: Route) -> ModelPrice | None:
         """The route's price (config override first)."""
         provider = route.provider
-        custom_url = provider.config.base_url
         return self.prices.lookup(
-            route.upstream_model, provider.dialect, custom_url, route.config.price
+            route.upstream_model,
+            provider.price_provider_id,
+            provider.price_api_url,
+            route.config.price,
         )
 
     async def admit(
         self,
         principal: Principal,
-        route: Route,
+        chain: list[Plan],
+        extra: list[Plan],
         endpoint: Endpoint,
         payload: dict[str, Any],
         info: RequestInfo,
     ) -> Admission:
-        """Reserve budget and rate-limit capacity, or raise 402 / 403 / 429."""
-        admission = Admission(price=self.price_of(route))
+        """Reserve budget and rate-limit capacity, or raise 402 / 403 / 429.
+
+        The reservation covers the most expensive deployment the call may reach (its
+        model, fallbacks and ``extra`` plans); for a budgeted key, fallbacks without a
+        known price are left out of the chain rather than risk an unpriced call.
+        """
+        admission = Admission(chain=chain)
         budgets = _budgets(principal) if endpoint not in _FREE else []
         if budgets:
-            if admission.price is None:
+            priced = [plan for plan in chain if self._priced(plan)]
+            if not priced or priced[0] is not chain[0]:
+                route = chain[0].routes()[0]
                 raise Forbidden(
                     f"No price is known for model '{route.model}' (upstream "
                     f"'{route.upstream_model}'), and this key or its project has a budget. "
@@ -142,12 +156,19 @@ class Meter:
                     param="model",
                     code="price_unknown",
                 )
+            admission.chain = priced
             admission.input_estimate = await self.estimate_input(payload)
-            worst = admission.price.cost(
-                Usage(
-                    input_tokens=int(admission.input_estimate * _ESTIMATE_MARGIN) + 16,
-                    output_tokens=self._max_output(route, endpoint, info),
+            input_tokens = int(admission.input_estimate * _ESTIMATE_MARGIN) + 16
+            worst = max(
+                price.cost(
+                    Usage(
+                        input_tokens=input_tokens,
+                        output_tokens=self._max_output(route, endpoint, info),
+                    )
                 )
+                for plan in [*priced, *(p for p in extra if self._priced(p))]
+                for route in plan.routes()
+                if (price := self.price_of(route)) is not None
             )
             admission.reservation = await self._ledger.reserve(budgets, worst)
         scopes = _rate_scopes(principal)
@@ -160,6 +181,9 @@ class Meter:
                 raise
             admission.headers = admission.ticket.headers
         return admission
+
+    def _priced(self, plan: Plan) -> bool:
+        return all(self.price_of(route) is not None for route in plan.routes())
 
     def _max_output(self, route: Route, endpoint: Endpoint, info: RequestInfo) -> int:
         if endpoint is Endpoint.EMBEDDINGS:
@@ -178,7 +202,7 @@ class Meter:
     async def fill_estimates(self, outcome: Outcome, payload: dict[str, Any] | None) -> None:
         """After a cut or disconnect without upstream counts, estimate with the tokenizer."""
         stream = outcome.stream
-        if stream is None or stream.finished:
+        if stream is None or (stream.finished and stream.usage is not None):
             return
         usage = stream.usage or Usage()
         if usage.input_tokens == 0 and payload is not None:
@@ -193,6 +217,20 @@ class Meter:
         usage.estimated = True
         outcome.usage = usage
 
+    async def estimate_body(self, payload: dict[str, Any] | None, body: bytes) -> Usage:
+        """Usage estimated with the tokenizer for an answer that reported none."""
+        parts: list[str] = []
+        with contextlib.suppress(orjson.JSONDecodeError):
+            collect_text(orjson.loads(body), parts)
+        text = "".join(parts)
+        output = (
+            await asyncio.to_thread(self._tokens.count_text, text)
+            if len(text) > 16_384
+            else self._tokens.count_text(text)
+        )
+        input_tokens = await self.estimate_input(payload) if payload is not None else 0
+        return Usage(input_tokens=input_tokens, output_tokens=output, estimated=True)
+
     def complete(
         self,
         outcome: Outcome,
@@ -206,7 +244,7 @@ class Meter:
         outcome.journaled = True
         usage = outcome.usage or (outcome.stream.usage if outcome.stream else None) or Usage()
         outcome.usage = usage
-        price = admission.price if admission is not None else None
+        price = outcome.price
         if endpoint in _FREE or usage.total_tokens == 0:
             outcome.cost, outcome.priced = Decimal(0), True
         elif price is None:

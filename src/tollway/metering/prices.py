@@ -18,10 +18,9 @@ import genai_prices
 from genai_prices.types import TieredPrices
 
 from tollway.metering.usage import Usage
-from tollway.settings import Dialect, Price
+from tollway.settings import Price
 
 MILLION = Decimal(1_000_000)
-_PROVIDER_IDS = {Dialect.OPENAI: "openai", Dialect.ANTHROPIC: "anthropic"}
 PriceValue = Decimal | TieredPrices | None
 
 
@@ -73,7 +72,7 @@ class PriceBook:
     def lookup(
         self,
         model: str,
-        dialect: Dialect,
+        provider_id: str | None,
         base_url: str | None,
         override: Price | None,
     ) -> ModelPrice | None:
@@ -85,19 +84,21 @@ class PriceBook:
                 override.cache_read_mtok,
                 override.cache_write_mtok,
             )
-        key = (dialect.value, model, base_url)
+        key = (provider_id or "", model, base_url)
         if key not in self._cache:
-            self._cache[key] = _from_database(model, dialect, base_url)
+            self._cache[key] = _from_database(model, provider_id, base_url)
         return self._cache[key]
 
 
-def _from_database(model: str, dialect: Dialect, base_url: str | None) -> ModelPrice | None:
+def _from_database(model: str, provider_id: str | None, base_url: str | None) -> ModelPrice | None:
     # A custom base_url is matched by its host first (Groq, Together, ...); a server the
     # database does not know falls back to matching the model name alone, so that e.g. a
     # corporate proxy serving "gpt-4o-mini" is priced like OpenAI's. Self-hosted models
     # should set ``price:`` explicitly (zero is a price).
     attempts: list[tuple[str | None, str | None]] = (
-        [(_PROVIDER_IDS[dialect], None)] if base_url is None else [(None, base_url), (None, None)]
+        [(provider_id, None), (None, None)]
+        if base_url is None
+        else [(None, base_url), (None, None)]
     )
     for provider_id, api_url in attempts:
         empty = genai_prices.Usage(input_tokens=0, output_tokens=0)

@@ -122,17 +122,18 @@ class StreamMeter:
         for event in self.events:
             data = _json(event)
             if data is not None:
-                _collect(data, parts)
+                collect_text(data, parts)
         return "".join(parts)
 
 
-def _collect(value: Any, parts: list[str], key: str | None = None) -> None:
+def collect_text(value: Any, parts: list[str], key: str | None = None) -> None:
+    """Append the generated text (and tool arguments) found anywhere in ``value``."""
     if isinstance(value, str):
         if key in _TEXT_KEYS:
             parts.append(value)
     elif isinstance(value, dict):
         for name, item in value.items():
-            _collect(item, parts, name)
+            collect_text(item, parts, name)
     elif isinstance(value, list):
         for item in value:
-            _collect(item, parts, key)
+            collect_text(item, parts, key)

@@ -22,11 +22,12 @@ class AnthropicProvider(Provider):
 
     dialect = Dialect.ANTHROPIC
     endpoints = frozenset(_PATHS)
+    price_provider_id = "anthropic"
     default_base_url = "https://api.anthropic.com"
 
-    def url(self, endpoint: Endpoint) -> str:
+    def url(self, call: UpstreamCall) -> str:
         """``base_url`` plus the endpoint path."""
-        return self.base_url + _PATHS[endpoint]
+        return self.base_url + _PATHS[call.endpoint]
 
     def headers(self, call: UpstreamCall) -> dict[str, str]:
         """The provider key plus the client's API version and beta flags."""

@@ -1,15 +1,21 @@
 """The provider interface: one small class per upstream API.
 
-A provider turns a validated client request into an upstream HTTP call (URL, auth
-headers, body) and turns the upstream's error answers into the error tree. The transport,
-pipeline and dialect rendering are shared, so a new provider is usually a few dozen lines.
+A provider turns a call (already in its own dialect) into an upstream HTTP request (URL,
+auth headers, body), reads usage out of its answers, splits its stream into events, and
+maps its error answers onto the error tree. Transport, retries, translation and
+rendering are shared, so a new provider is usually a few dozen lines:
+
+- ``url(call)`` and ``headers(call)``: where and how to authenticate (required);
+- ``send(call)``: override to sign requests (Bedrock);
+- ``stream_events(response)``: override for non-SSE streams (Bedrock's event stream);
+- ``usage_from_body`` / ``stream_meter``: override for other usage shapes.
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -23,23 +29,35 @@ from tollway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from tollway.metering.stream_meter import StreamMeter
+from tollway.metering.usage import Usage, from_body
 from tollway.providers.transport import Transport, UpstreamResponse
 from tollway.settings import Dialect, ProviderConfig, Timeouts
+from tollway.sse import EventSplitter
 
 # Client statuses that describe the request itself; they reach the client as they are.
 _CLIENT_STATUSES = frozenset({400, 404, 409, 413, 415, 422})
-_KEYISH = re.compile(r"\b(?:sk|pk|key|tok)[-_][A-Za-z0-9_\-*.]{6,}")
+_KEYISH = re.compile(r"\b(?:(?:sk|pk|key|tok)[-_][A-Za-z0-9_\-*.]{6,}|AIza[0-9A-Za-z_\-]{20,})")
+# Phrases providers use when the prompt does not fit the model's context window.
+_CONTEXT_PHRASES = (
+    "context length",
+    "context_length",
+    "context window",
+    "too long",
+    "too many tokens",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamCall:
-    """One call to make upstream."""
+    """One call to make upstream, already in the provider's dialect."""
 
     endpoint: Endpoint
     body: bytes
     stream: bool
     client_headers: Mapping[str, str]
     credential: str | None = None
+    model: str = ""
 
 
 class Provider(ABC):
@@ -48,19 +66,23 @@ class Provider(ABC):
     dialect: ClassVar[Dialect]
     endpoints: ClassVar[frozenset[Endpoint]]
     default_base_url: ClassVar[str]
+    # The provider's id in the price database (None: match by base_url or model name).
+    price_provider_id: ClassVar[str | None] = None
+    # Media types of a streamed answer.
+    stream_content_types: ClassVar[frozenset[str]] = frozenset({"text/event-stream"})
 
     def __init__(self, name: str, config: ProviderConfig, default_timeouts: Timeouts) -> None:
         self.name = name
         self.config = config
-        self.base_url = config.base_url or self.default_base_url
+        self.base_url = (config.base_url or self.default_base_url).rstrip("/")
         self._api_key = config.api_key.get_secret_value() if config.api_key else None
         self._transport = Transport(
             name, config.timeouts or default_timeouts, config.max_connections
         )
 
     @abstractmethod
-    def url(self, endpoint: Endpoint) -> str:
-        """The upstream URL for an endpoint."""
+    def url(self, call: UpstreamCall) -> str:
+        """The upstream URL for a call."""
 
     @abstractmethod
     def headers(self, call: UpstreamCall) -> dict[str, str]:
@@ -70,11 +92,37 @@ class Provider(ABC):
         """Whether this provider serves ``endpoint`` natively."""
         return endpoint in self.endpoints
 
+    @property
+    def price_api_url(self) -> str | None:
+        """A user-set base URL, for matching the price database by host."""
+        return self.config.base_url
+
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         """Send the call; returns once response headers arrive."""
         return await self._transport.post(
-            self.url(call.endpoint), self.headers(call), call.body, stream=call.stream
+            self.url(call), self.headers(call), call.body, stream=call.stream
         )
+
+    async def stream_events(self, upstream: UpstreamResponse) -> AsyncIterator[bytes]:
+        """The response's events, each whole (SSE framing by default)."""
+        splitter = EventSplitter()
+        async for chunk in upstream.chunks():
+            for event in splitter.feed(chunk):
+                yield event
+        if splitter.rest().strip():
+            raise UpstreamError("The provider's stream ended in the middle of an event.")
+
+    def usage_from_body(self, body: bytes) -> Usage | None:
+        """Usage reported in a complete response body."""
+        return from_body(body, self.dialect is Dialect.ANTHROPIC)
+
+    def stream_meter(self, endpoint: Endpoint, strip_usage: bool) -> StreamMeter:
+        """Reads usage from this provider's stream events."""
+        return StreamMeter(endpoint, strip_usage)
+
+    def api_key(self, call: UpstreamCall) -> str | None:
+        """The credential for this call: the project's own, else the provider's."""
+        return call.credential or self._api_key
 
     def error_for(
         self, status: int, body: bytes, retry_after: str | None, call: UpstreamCall | None = None
@@ -91,17 +139,16 @@ class Provider(ABC):
             message = f"{prefix} is rate limiting requests" + (f": {detail}" if detail else ".")
             return UpstreamUnavailable(message, code="upstream_rate_limited", headers=headers)
         if status in _CLIENT_STATUSES:
-            return UpstreamRejected(detail or f"{prefix} rejected the request.", status=status)
+            error = UpstreamRejected(detail or f"{prefix} rejected the request.", status=status)
+            if any(phrase in detail.lower() for phrase in _CONTEXT_PHRASES):
+                error.code = "context_length_exceeded"
+            return error
         message = f"{prefix} failed with status {status}" + (f": {detail}" if detail else ".")
         if status in (503, 529):
             return UpstreamUnavailable(message)
         if status == 504:
             return UpstreamTimeout(message)
         return UpstreamError(message)
-
-    def api_key(self, call: UpstreamCall) -> str | None:
-        """The credential for this call: the project's own, else the provider's."""
-        return call.credential or self._api_key
 
     def redact(self, text: str, call: UpstreamCall | None = None) -> str:
         """Remove the credentials in play and anything key-shaped from ``text``."""
@@ -116,17 +163,20 @@ class Provider(ABC):
 
 
 def _error_message(body: bytes) -> str:
-    """The message inside an OpenAI- or Anthropic-shaped error body, if any."""
+    """The message inside an OpenAI-, Anthropic- or Google-shaped error body, if any."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return ""
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]  # Gemini wraps errors in a list on streaming endpoints
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return str(error["message"])[:2000]
         if isinstance(error, str):
             return error[:2000]
-        if isinstance(data.get("message"), str):
-            return str(data["message"])[:2000]
+        for key in ("message", "Message"):
+            if isinstance(data.get(key), str):
+                return str(data[key])[:2000]
     return ""

@@ -22,11 +22,12 @@ class OpenAIProvider(Provider):
 
     dialect = Dialect.OPENAI
     endpoints = frozenset(_PATHS)
+    price_provider_id = "openai"
     default_base_url = "https://api.openai.com/v1"
 
-    def url(self, endpoint: Endpoint) -> str:
+    def url(self, call: UpstreamCall) -> str:
         """``base_url`` plus the endpoint path."""
-        return self.base_url + _PATHS[endpoint]
+        return self.base_url + _PATHS[call.endpoint]
 
     def headers(self, call: UpstreamCall) -> dict[str, str]:
         """Content type, the provider key, and organization/project when configured."""

@@ -3,13 +3,43 @@
 from __future__ import annotations
 
 from tollway.providers.anthropic import AnthropicProvider
+from tollway.providers.azure import AzureOpenAIProvider
 from tollway.providers.base import Provider
+from tollway.providers.bedrock import BedrockProvider
+from tollway.providers.gemini import GeminiProvider
 from tollway.providers.openai import OpenAIProvider
-from tollway.settings import Dialect, Settings
+from tollway.providers.presets import (
+    DeepSeekProvider,
+    FireworksProvider,
+    GroqProvider,
+    LMStudioProvider,
+    MistralProvider,
+    OllamaProvider,
+    OpenRouterProvider,
+    PerplexityProvider,
+    TogetherProvider,
+    VLLMProvider,
+    XAIProvider,
+)
+from tollway.settings import Settings
 
-PROVIDER_TYPES: dict[Dialect, type[Provider]] = {
-    Dialect.OPENAI: OpenAIProvider,
-    Dialect.ANTHROPIC: AnthropicProvider,
+PROVIDER_TYPES: dict[str, type[Provider]] = {
+    "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
+    "azure": AzureOpenAIProvider,
+    "gemini": GeminiProvider,
+    "bedrock": BedrockProvider,
+    "groq": GroqProvider,
+    "together": TogetherProvider,
+    "mistral": MistralProvider,
+    "deepseek": DeepSeekProvider,
+    "xai": XAIProvider,
+    "fireworks": FireworksProvider,
+    "openrouter": OpenRouterProvider,
+    "perplexity": PerplexityProvider,
+    "ollama": OllamaProvider,
+    "vllm": VLLMProvider,
+    "lmstudio": LMStudioProvider,
 }
 
 

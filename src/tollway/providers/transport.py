@@ -100,13 +100,16 @@ class Transport:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=60
+                limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=30
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers={"user-agent": USER_AGENT},
                 timeout=self._plain,
                 auto_decompress=True,
+                # One session serves every tenant: an upstream Set-Cookie must never be
+                # replayed on someone else's request.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 

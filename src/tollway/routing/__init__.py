@@ -1,5 +1,1 @@
-"""Which provider and upstream model serve a client-facing model name."""
-
-from tollway.routing.router import Route, Router
-
-__all__ = ["Route", "Router"]
+"""Which deployments serve a model name, in which order, and how failures are retried."""

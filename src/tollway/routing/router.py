@@ -1,7 +1,8 @@
-"""Resolve a client-facing model name to a deployment.
+"""Resolve a client-facing model name to a plan: its deployments and fallbacks.
 
 Exact names win; then glob patterns (``claude-*``) in config order, where the upstream
-model is the requested name unless the entry says otherwise.
+model is the requested name unless the entry says otherwise. Deployment state (circuit
+breakers, latency) is shared by every request in this process.
 """
 
 from __future__ import annotations
@@ -11,17 +12,47 @@ from dataclasses import dataclass
 
 from tollway.errors import ModelNotFound
 from tollway.providers.base import Provider
-from tollway.settings import ModelConfig
+from tollway.routing.circuit import CircuitBreaker
+from tollway.routing.deployment import Deployment
+from tollway.routing.strategy import pick
+from tollway.settings import CircuitConfig, ModelConfig
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Route:
-    """Where one call goes."""
+    """One deployment chosen to serve a call for a client-facing model."""
 
     model: str
-    provider: Provider
-    upstream_model: str
     config: ModelConfig
+    deployment: Deployment
+
+    @property
+    def provider(self) -> Provider:
+        """The deployment's provider."""
+        return self.deployment.provider
+
+    @property
+    def upstream_model(self) -> str:
+        """The model id sent upstream."""
+        return self.deployment.upstream_model
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A model's deployments and how to choose among them."""
+
+    model: str
+    config: ModelConfig
+    deployments: tuple[Deployment, ...]
+
+    def choose(self, avoid: set[int] | None = None) -> Route | None:
+        """A route to an available deployment, or None when every circuit is open."""
+        deployment = pick(self.deployments, self.config.routing, avoid)
+        return Route(self.model, self.config, deployment) if deployment else None
+
+    def routes(self) -> list[Route]:
+        """A route per deployment (for pricing the worst case)."""
+        return [Route(self.model, self.config, d) for d in self.deployments]
 
 
 def is_pattern(name: str) -> bool:
@@ -30,35 +61,72 @@ def is_pattern(name: str) -> bool:
 
 
 class Router:
-    """Model names to deployments; built once per app."""
+    """Model names to plans; built once per app."""
 
-    def __init__(self, models: list[ModelConfig], providers: dict[str, Provider]) -> None:
-        self._exact: dict[str, Route] = {}
-        self._patterns: list[tuple[ModelConfig, Provider]] = []
+    def __init__(
+        self, models: list[ModelConfig], providers: dict[str, Provider], circuit: CircuitConfig
+    ) -> None:
+        self._providers = providers
+        self._circuit = circuit
+        self._exact: dict[str, Plan] = {}
+        self._patterns: list[ModelConfig] = []
+        self._pattern_plans: dict[str, Plan] = {}
         for entry in models:
-            provider = providers[entry.provider]
             if is_pattern(entry.name):
-                self._patterns.append((entry, provider))
+                self._patterns.append(entry)
             else:
-                self._exact[entry.name] = Route(entry.name, provider, entry.upstream_model, entry)
+                self._exact[entry.name] = self._plan(entry.name, entry)
 
-    def resolve(self, model: str) -> Route:
-        """The route for ``model``, or ModelNotFound naming it."""
-        route = self._exact.get(model)
-        if route is not None:
-            return route
-        for entry, provider in self._patterns:
+    def _plan(self, name: str, entry: ModelConfig) -> Plan:
+        deployments = tuple(
+            Deployment.build(
+                config,
+                self._providers[config.provider],
+                config.model or name,
+                CircuitBreaker(self._circuit.failures, self._circuit.cooldown),
+            )
+            for config in entry.all_deployments()
+        )
+        return Plan(name, entry, deployments)
+
+    def resolve(self, model: str) -> Plan:
+        """The plan for ``model``, or ModelNotFound naming it."""
+        plan = self._exact.get(model) or self._pattern_plans.get(model)
+        if plan is not None:
+            return plan
+        for entry in self._patterns:
             if fnmatch.fnmatchcase(model, entry.name):
-                return Route(model, provider, entry.model or model, entry)
+                if len(self._pattern_plans) > 10_000:
+                    self._pattern_plans.clear()
+                plan = self._pattern_plans[model] = self._plan(model, entry)
+                return plan
         raise ModelNotFound(
             f"The model '{model}' does not exist or is not served by this gateway.",
             param="model",
         )
 
+    def chain(self, plan: Plan) -> list[Plan]:
+        """The plan followed by its fallbacks, in order, each once."""
+        plans, seen = [plan], {plan.model}
+        for name in plan.config.fallbacks:
+            if name not in seen:
+                seen.add(name)
+                plans.append(self.resolve(name))
+        return plans
+
+    def context_chain(self, plan: Plan) -> list[Plan]:
+        """Fallbacks for a prompt too long for ``plan``'s model."""
+        return [self.resolve(name) for name in plan.config.context_fallbacks]
+
     def names(self) -> list[str]:
         """Configured model names that are not patterns, for model listings."""
         return list(self._exact)
 
-    def route_for_listing(self, name: str) -> Route | None:
-        """The route of a listed (exact) model name."""
+    def plan_for_listing(self, name: str) -> Plan | None:
+        """The plan of a listed (exact) model name."""
         return self._exact.get(name)
+
+    def deployments(self) -> list[tuple[str, Deployment]]:
+        """Every known deployment with its model name (for the providers report)."""
+        plans = [*self._exact.values(), *self._pattern_plans.values()]
+        return [(plan.model, d) for plan in plans for d in plan.deployments]

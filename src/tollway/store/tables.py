@@ -168,6 +168,7 @@ class SpendRecord(Base):
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
 
 

@@ -1,0 +1,299 @@
+"""Getting one call answered: deployments, retries, fallbacks, translation, relay.
+
+    for each model in [requested, *fallbacks]:
+        for each try (first + retries, with backoff, within the deadline):
+            choose a deployment (strategy, circuit breakers, its own limits)
+            prepare the upstream request (translate if the dialects differ)
+            send; on a retryable failure before any byte reached the client, try again
+
+A prompt too long for the model switches to its ``context_fallbacks``. Once a stream has
+sent its first byte to the client, nothing is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import orjson
+
+from tollway.asgi import JSON_CONTENT_TYPE, RawHeaders, Send, send_response
+from tollway.dialects.endpoints import Endpoint, RequestInfo
+from tollway.dialects.validate import Payload
+from tollway.errors import BadRequest, TollwayError, UpstreamError, UpstreamUnavailable
+from tollway.metering.meter import Meter, Outcome
+from tollway.metering.tokens import TokenCounter
+from tollway.providers.base import UpstreamCall
+from tollway.providers.transport import UpstreamResponse
+from tollway.relay import StreamOutcome, read_whole, send_stream, send_whole
+from tollway.routing.retry import backoff, retryable, unhealthy
+from tollway.routing.router import Plan, Route, Router
+from tollway.settings import Dialect, RetryConfig
+from tollway.translate.base import Translator
+from tollway.translate.registry import translation
+
+if TYPE_CHECKING:
+    from tollway.pipeline import CallRecord
+
+# Client headers a provider may forward upstream; everything else stays here.
+_FORWARDED = ("anthropic-version", "anthropic-beta")
+# Statuses meaning "this upstream has no count_tokens": answer with a local estimate.
+_NO_COUNT_TOKENS = frozenset({404, 405, 501})
+# OpenAI-dialect streams that report usage only when asked (stream_options.include_usage).
+_USAGE_ON_REQUEST = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS})
+COST_HEADER = "x-tollway-cost-usd"
+
+RecordSpend = Callable[["CallRecord"], Awaitable[None]]
+
+
+def cost_header(outcome: Outcome) -> tuple[bytes, bytes]:
+    """``x-tollway-cost-usd``: the metered cost, or ``unknown`` when unpriced."""
+    if not outcome.priced:
+        return (COST_HEADER.encode(), b"unknown")
+    return (COST_HEADER.encode(), format(outcome.cost or 0, "f").encode())
+
+
+def _require_json(body: bytes, provider: str) -> None:
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(
+            f"Provider '{provider}' answered with a body that is not JSON."
+        ) from None
+
+
+class Forwarder:
+    """Runs the attempts of one call until one answers or none is left."""
+
+    def __init__(
+        self,
+        router: Router,
+        meter: Meter,
+        tokens: TokenCounter,
+        retry: RetryConfig,
+        record_spend: RecordSpend,
+    ) -> None:
+        self._router = router
+        self._meter = meter
+        self._tokens = tokens
+        self._retry = retry
+        self._record_spend = record_spend
+
+    async def run(
+        self,
+        send: Send,
+        chain: list[Plan],
+        record: CallRecord,
+        info: RequestInfo,
+        headers: dict[str, str],
+    ) -> None:
+        """Answer the call from the first plan that can; raise the last error otherwise."""
+        deadline = time.monotonic() + self._retry.deadline
+        plans = list(chain)
+        last: TollwayError | None = None
+        index = 0
+        while index < len(plans):
+            plan = plans[index]
+            tried: set[int] = set()
+            for attempt in range(self._retry.attempts + 1):
+                route = plan.choose(tried)
+                if route is None:
+                    last = UpstreamUnavailable(
+                        f"Every deployment of model '{plan.model}' is unavailable right now."
+                    )
+                    break
+                tried.add(id(route.deployment))
+                try:
+                    await self._attempt(send, route, record, info, headers)
+                    return
+                except TollwayError as error:
+                    record.attempts.append(f"{route.deployment.label}:{error.code}")
+                    last = error
+                    if error.code == "context_length_exceeded" and plan.config.context_fallbacks:
+                        plans[index + 1 :] = self._router.context_chain(plan)
+                        break
+                    if not retryable(error):
+                        raise
+                    if attempt == self._retry.attempts:
+                        break
+                    delay = backoff(self._retry, attempt, error)
+                    if time.monotonic() + delay > deadline:
+                        raise
+                    await asyncio.sleep(delay)
+            index += 1
+        raise last or UpstreamUnavailable("No deployment could serve this request.")
+
+    def prepare(
+        self, route: Route, record: CallRecord, info: RequestInfo, headers: dict[str, str]
+    ) -> tuple[UpstreamCall, Translator | None]:
+        """The upstream request for ``route``: translated when the provider speaks another
+        dialect, with the upstream model id, usage reporting on, the project's key."""
+        provider = route.provider
+        endpoint = record.endpoint
+        payload: Payload = record.payload or {}
+        translator: Translator | None = None
+        target = endpoint
+        record.strip_usage = False
+        body: bytes | None = None
+        if endpoint is Endpoint.COUNT_TOKENS or provider.supports(endpoint):
+            body_payload = {**payload, "model": route.upstream_model}
+            if info.stream and endpoint in _USAGE_ON_REQUEST and provider.dialect is Dialect.OPENAI:
+                options = payload.get("stream_options")
+                if not (isinstance(options, dict) and options.get("include_usage") is True):
+                    body_payload["stream_options"] = {**(options or {}), "include_usage": True}
+                    record.strip_usage = True
+            if route.upstream_model == info.model and not record.strip_usage:
+                body = record.body  # nothing to change: forward the client's bytes as sent
+        else:
+            path = translation(endpoint, provider.endpoints)
+            if path is None:
+                raise BadRequest(
+                    f"The model '{route.model}' is served by provider '{provider.name}' "
+                    f"({provider.dialect.value} API), which cannot serve the "
+                    f"{endpoint.dialect.value} endpoint {endpoint.value}.",
+                    param="model",
+                )
+            translator = path.build(payload)
+            body_payload = translator.request(route.upstream_model)
+            target = path.upstream_endpoint
+        key = record.principal.key if record.principal else None
+        call = UpstreamCall(
+            endpoint=target,
+            body=body if body else orjson.dumps(body_payload),
+            stream=info.stream,
+            client_headers={name: headers[name] for name in _FORWARDED if name in headers},
+            credential=key.credentials.get(provider.name) if key else None,
+            model=route.upstream_model,
+        )
+        return call, translator
+
+    async def _attempt(
+        self,
+        send: Send,
+        route: Route,
+        record: CallRecord,
+        info: RequestInfo,
+        headers: dict[str, str],
+    ) -> None:
+        call, translator = self.prepare(route, record, info, headers)
+        provider = route.provider
+        record.provider, record.upstream_model = provider.name, route.upstream_model
+        record.outcome.price = self._meter.price_of(route)
+        if call.endpoint is Endpoint.COUNT_TOKENS and not provider.supports(call.endpoint):
+            await self._count_locally(send, record)
+            return
+        started = route.deployment.begin()
+        ok, health, code = False, False, None
+        try:
+            upstream = await provider.send(call)
+            if upstream.status >= 400:
+                body = await read_whole(upstream)
+                if call.endpoint is Endpoint.COUNT_TOKENS and upstream.status in _NO_COUNT_TOKENS:
+                    ok = True
+                    await self._count_locally(send, record)
+                    return
+                raise provider.error_for(
+                    upstream.status, body, upstream.header("retry-after"), call
+                )
+            if upstream.status >= 300:
+                upstream.abort()
+                raise UpstreamError(
+                    f"Provider '{provider.name}' answered with a redirect "
+                    f"({upstream.status}); check its base_url."
+                )
+            record.status = upstream.status
+            response_headers = self._headers(record)
+            if call.stream and upstream.content_type in provider.stream_content_types:
+                ok = await self._stream(
+                    send, route, call, translator, record, upstream, response_headers
+                )
+                code = record.error
+                health = not ok
+                return
+            body = await read_whole(upstream)
+            if upstream.content_type != "application/json":
+                kind = upstream.content_type or "no content type"
+                raise UpstreamError(
+                    f"Provider '{provider.name}' answered with {kind} instead of JSON; "
+                    "check its base_url."
+                )
+            if call.endpoint is not Endpoint.COUNT_TOKENS:
+                record.outcome.usage = provider.usage_from_body(body)
+            if record.outcome.usage is None:
+                _require_json(body, provider.name)  # a body with usage parsed as JSON already
+                if call.endpoint is not Endpoint.COUNT_TOKENS:
+                    # No upstream counts: estimate (flagged) rather than record $0.
+                    record.outcome.usage = await self._meter.estimate_body(record.payload, body)
+            if translator is not None:
+                body = self._translate_body(translator, body, provider.name)
+            await self._record_spend(record)
+            ok = True
+            response_headers.append(cost_header(record.outcome))
+            content_type = "application/json" if translator else upstream.header("content-type")
+            await send_whole(
+                send, upstream.status, body, content_type or "application/json", response_headers
+            )
+        except TollwayError as error:
+            health, code = unhealthy(error), error.code
+            raise
+        finally:
+            route.deployment.end(started, ok, code, health)
+
+    async def _stream(
+        self,
+        send: Send,
+        route: Route,
+        call: UpstreamCall,
+        translator: Translator | None,
+        record: CallRecord,
+        upstream: UpstreamResponse,
+        headers: RawHeaders,
+    ) -> bool:
+        provider = route.provider
+        meter = provider.stream_meter(call.endpoint, record.strip_usage)
+        record.outcome.stream = meter
+        progress = StreamOutcome()
+        try:
+            await send_stream(
+                send,
+                upstream,
+                provider.stream_events(upstream),
+                headers,
+                record.endpoint.dialect,
+                meter,
+                translator.stream() if translator is not None else None,
+                progress,
+                lambda: self._record_spend(record),
+            )
+        finally:
+            if progress.first_event_at is not None:
+                record.ttft_ms = (progress.first_event_at - record.started) * 1000
+            if progress.error is not None:
+                record.error = progress.error.code
+        return progress.error is None
+
+    @staticmethod
+    def _translate_body(translator: Translator, body: bytes, provider: str) -> bytes:
+        try:
+            return orjson.dumps(translator.response(orjson.loads(body)))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            raise UpstreamError(
+                f"Provider '{provider}' returned a response that could not be translated."
+            ) from None
+
+    @staticmethod
+    def _headers(record: CallRecord) -> RawHeaders:
+        headers: RawHeaders = [(b"x-request-id", record.request_id.encode())]
+        if record.admission is not None:
+            headers.extend((k.encode(), v.encode()) for k, v in record.admission.headers.items())
+        return headers
+
+    async def _count_locally(self, send: Send, record: CallRecord) -> None:
+        count = self._tokens.count_messages(record.payload or {})
+        record.status = 200
+        record.extra["estimated"] = True
+        await self._record_spend(record)
+        headers = [JSON_CONTENT_TYPE, *self._headers(record)]
+        await send_response(send, 200, orjson.dumps({"input_tokens": count}), headers)

@@ -1,0 +1,260 @@
+"""AWS Bedrock's Converse API, SigV4-signed.
+
+    POST https://bedrock-runtime.{region}.amazonaws.com/model/{modelId}/converse
+    POST https://bedrock-runtime.{region}.amazonaws.com/model/{modelId}/converse-stream
+
+Auth: every request is signed with Signature Version 4 (service ``bedrock``) by
+botocore, using ``aws_access_key_id`` / ``aws_secret_access_key`` / ``aws_session_token``
+from the config, or botocore's default credential chain (environment, shared files,
+instance roles) when none are configured. A configured ``api_key`` (a Bedrock API key)
+is sent as a bearer token instead, unsigned.
+
+The model id is one escaped path segment (ARNs contain ``/``). What is signed is the
+URL exactly as the HTTP client will send it: yarl, under aiohttp, un-escapes ``%3A`` to
+``:``, and AWS derives its canonical path from the path it receives.
+
+Streams are AWS's binary event stream (``application/vnd.amazon.eventstream``), decoded
+with botocore into synthetic SSE events ``event: <eventType>`` / ``data: <json>``
+(messageStart, contentBlockStart, contentBlockDelta, contentBlockStop, messageStop,
+metadata) for the translator and the meter. Exception messages inside the stream end
+it with an error.
+
+Usage, as genai-prices reads it: ``inputTokens`` excludes cache reads and writes, so
+input_tokens = inputTokens + cacheReadInputTokens + cacheWriteInputTokens; the metadata
+event (the last one) carries it in streams. Errors are ``{"message": ...}`` with the
+kind in ``x-amzn-ErrorType``.
+
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html
+https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv.html
+https://docs.aws.amazon.com/bedrock/latest/userguide/api-keys.html
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.credentials import Credentials  # type: ignore[import-untyped]
+from botocore.eventstream import EventStreamBuffer, ParserError  # type: ignore[import-untyped]
+from botocore.session import Session  # type: ignore[import-untyped]
+from yarl import URL
+
+from tollway.dialects.endpoints import Endpoint
+from tollway.errors import TollwayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from tollway.metering.stream_meter import StreamMeter, event_data
+from tollway.metering.usage import Usage
+from tollway.providers.base import Provider, UpstreamCall
+from tollway.providers.transport import UpstreamResponse
+from tollway.settings import ConfigError, Dialect, ProviderConfig, Timeouts
+
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+SIGNING_NAME = "bedrock"
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
+_RATE_LIMITED = frozenset({"throttlingException"})
+_UNAVAILABLE = frozenset({"serviceUnavailableException", "modelNotReadyException"})
+
+
+def _count(container: dict[str, Any], key: str) -> int:
+    value = container.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def usage_from_converse(usage: Any) -> Usage | None:
+    """Usage from a Converse ``usage`` object."""
+    if not isinstance(usage, dict):
+        return None
+    read = _count(usage, "cacheReadInputTokens")
+    write = _count(usage, "cacheWriteInputTokens")
+    return Usage(
+        input_tokens=_count(usage, "inputTokens") + read + write,
+        output_tokens=_count(usage, "outputTokens"),
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+    )
+
+
+class BedrockStreamMeter(StreamMeter):
+    """Usage from the ``metadata`` event, which is also the stream's last."""
+
+    def observe(self, event: bytes) -> bytes | None:
+        """Account for one synthetic SSE event; it passes unchanged."""
+        self.events.append(event)
+        if event.startswith(b"event: metadata\n"):
+            try:
+                data = orjson.loads(event_data(event))
+            except orjson.JSONDecodeError:
+                data = None
+            if isinstance(data, dict):
+                self.usage = usage_from_converse(data.get("usage"))
+            self.finished = True
+        return event
+
+
+class BedrockProvider(Provider):
+    """SigV4-signed Converse calls; the model id is part of the URL."""
+
+    dialect = Dialect.BEDROCK
+    endpoints = frozenset({Endpoint.CONVERSE})
+    price_provider_id = "aws"
+    default_base_url = ""  # derived from the region
+    stream_content_types = frozenset({EVENT_STREAM})
+
+    def __init__(self, name: str, config: ProviderConfig, default_timeouts: Timeouts) -> None:
+        if not config.region:
+            raise ConfigError(
+                f"providers.{name}.region: Bedrock needs an AWS region, e.g. us-east-1"
+            )
+        if bool(config.aws_access_key_id) != bool(config.aws_secret_access_key):
+            raise ConfigError(
+                f"providers.{name}: set both aws_access_key_id and aws_secret_access_key "
+                "(or neither, to use the default AWS credential chain)"
+            )
+        super().__init__(name, config, default_timeouts)
+        self.region = config.region
+        if not config.base_url:
+            self.base_url = f"https://bedrock-runtime.{self.region}.amazonaws.com"
+        self._credentials: Any = None
+        if config.aws_access_key_id and config.aws_secret_access_key:
+            token = config.aws_session_token
+            self._credentials = Credentials(
+                config.aws_access_key_id,
+                config.aws_secret_access_key.get_secret_value(),
+                token.get_secret_value() if token else None,
+            )
+        self._chain: Any = None
+
+    @property
+    def price_api_url(self) -> None:
+        """None: whatever the endpoint (a VPC endpoint, a proxy), prices are AWS's."""
+        return None
+
+    def url(self, call: UpstreamCall) -> str:
+        """The model's Converse URL, exactly as it goes on the wire (and is signed)."""
+        operation = "converse-stream" if call.stream else "converse"
+        raw = f"{self.base_url}/model/{quote(call.model, safe='')}/{operation}"
+        return str(URL(raw))
+
+    def headers(self, call: UpstreamCall) -> dict[str, str]:
+        """Content type, plus a bearer token when a Bedrock API key is configured."""
+        headers = {"content-type": "application/json"}
+        key = self.api_key(call)
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    async def send(self, call: UpstreamCall) -> UpstreamResponse:
+        """Sign the request with SigV4 (unless it carries an API key) and send it."""
+        url, headers = self.url(call), self.headers(call)
+        if "authorization" not in headers:
+            headers = self.sign(url, headers, call.body, await self._frozen_credentials())
+        return await self._transport.post(url, headers, call.body, stream=call.stream)
+
+    def sign(
+        self, url: str, headers: dict[str, str], body: bytes, credentials: Any
+    ) -> dict[str, str]:
+        """``headers`` plus x-amz-date, the session token and the SigV4 authorization."""
+        request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+        SigV4Auth(credentials, SIGNING_NAME, self.region).add_auth(request)
+        return {str(name): str(value) for name, value in request.headers.items()}
+
+    async def _frozen_credentials(self) -> Any:
+        if self._credentials is not None:
+            return self._credentials
+        if self._chain is None:
+            # Resolving the chain may read files or call the instance metadata service.
+            self._chain = await asyncio.to_thread(lambda: Session().get_credentials())
+            if self._chain is None:
+                raise UpstreamError(
+                    f"Provider '{self.name}' has no AWS credentials: set aws_access_key_id "
+                    "and aws_secret_access_key in its config, or configure the AWS "
+                    "credential chain (environment, ~/.aws, instance role)."
+                )
+        # Temporary credentials may refresh, which can block: keep it off the loop.
+        return await asyncio.to_thread(self._chain.get_frozen_credentials)
+
+    def usage_from_body(self, body: bytes) -> Usage | None:
+        """Usage from a Converse response."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        return usage_from_converse(data.get("usage")) if isinstance(data, dict) else None
+
+    def stream_meter(self, endpoint: Endpoint, strip_usage: bool) -> StreamMeter:
+        """Reads usage from the stream's ``metadata`` event."""
+        return BedrockStreamMeter(endpoint, strip_usage)
+
+    async def stream_events(self, upstream: UpstreamResponse) -> AsyncIterator[bytes]:
+        """Binary event-stream messages as synthetic SSE events."""
+        buffer = EventStreamBuffer()
+        received = consumed = 0
+        async for chunk in upstream.chunks():
+            buffer.add_data(chunk)
+            received += len(chunk)
+            try:
+                messages = list(buffer)
+            except ParserError:
+                raise UpstreamError(
+                    f"Provider '{self.name}' sent a malformed event stream."
+                ) from None
+            for message in messages:
+                consumed += message.prelude.total_length
+                yield self._event(message.headers, message.payload)
+        if received != consumed:
+            raise UpstreamError("The provider's stream ended in the middle of an event.")
+
+    def _event(self, headers: dict[str, Any], payload: bytes) -> bytes:
+        kind = headers.get(":message-type")
+        if kind == "event":
+            if b"\n" in payload or b"\r" in payload:
+                try:
+                    payload = orjson.dumps(orjson.loads(payload))  # one data: line
+                except orjson.JSONDecodeError:
+                    raise UpstreamError(
+                        f"Provider '{self.name}' sent an event that is not JSON."
+                    ) from None
+            name = str(headers.get(":event-type", "unknown"))
+            return b"event: " + name.encode() + b"\ndata: " + payload + b"\n\n"
+        if kind == "exception":
+            raise self._stream_exception(str(headers.get(":exception-type", "")), payload)
+        message = self.redact(str(headers.get(":error-message", "unknown error")))
+        raise UpstreamError(f"Provider '{self.name}' failed mid-stream: {message}")
+
+    def _stream_exception(self, kind: str, payload: bytes) -> UpstreamError:
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            data = None
+        detail = data.get("message") if isinstance(data, dict) else None
+        message = f"Provider '{self.name}' failed mid-stream ({kind or 'unknown'})"
+        message += f": {self.redact(str(detail))}" if detail else "."
+        if kind in _RATE_LIMITED:
+            return UpstreamUnavailable(message, code="upstream_rate_limited")
+        if kind in _UNAVAILABLE:
+            return UpstreamUnavailable(message)
+        return UpstreamError(message)
+
+    def error_for(
+        self, status: int, body: bytes, retry_after: str | None, call: UpstreamCall | None = None
+    ) -> TollwayError:
+        """The shared mapping, plus 408 (ModelTimeoutException) as a timeout."""
+        if status == 408:
+            return UpstreamTimeout(f"Provider '{self.name}' timed out running the model.")
+        return super().error_for(status, body, retry_after, call)
+
+    def redact(self, text: str, call: UpstreamCall | None = None) -> str:
+        """The shared redaction, plus AWS key ids, the secret key and the session token."""
+        config = self.config
+        for secret in (config.aws_secret_access_key, config.aws_session_token):
+            if secret is not None:
+                text = text.replace(secret.get_secret_value(), "[redacted]")
+        if config.aws_access_key_id:
+            text = text.replace(config.aws_access_key_id, "[redacted]")
+        return _AWS_KEY_ID.sub("[redacted]", super().redact(text, call))

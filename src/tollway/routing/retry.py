@@ -1,0 +1,37 @@
+"""Which failures are worth another try, and how long to wait first."""
+
+from __future__ import annotations
+
+import random
+
+from tollway.errors import (
+    TollwayError,
+    UpstreamError,
+    UpstreamRejected,
+)
+from tollway.settings import RetryConfig
+
+_MAX_RETRY_AFTER = 60.0
+
+
+def retryable(error: TollwayError) -> bool:
+    """429, 5xx, timeouts and connection failures; never the client's own mistakes."""
+    return isinstance(error, UpstreamError)
+
+
+def unhealthy(error: TollwayError) -> bool:
+    """Whether the failure counts against the deployment's health (circuit breaker)."""
+    return isinstance(error, UpstreamError) and not isinstance(error, UpstreamRejected)
+
+
+def backoff(config: RetryConfig, attempt: int, error: TollwayError) -> float:
+    """Seconds to wait before retry number ``attempt`` (0-based): exponential with full
+    jitter, or the upstream's Retry-After when it gave one."""
+    retry_after = error.headers.get("retry-after")
+    if retry_after is not None:
+        try:
+            return min(max(float(retry_after), 0.0), _MAX_RETRY_AFTER)
+        except ValueError:
+            pass
+    ceiling = min(config.backoff_max, config.backoff_base * (2**attempt))
+    return random.uniform(0, ceiling)  # noqa: S311

@@ -1,0 +1,23 @@
+"""spend records count upstream attempts (retries and fallbacks)
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("spend", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="1"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("spend", schema=None) as batch_op:
+        batch_op.drop_column("attempts")

@@ -1,0 +1,235 @@
+"""OpenAI Chat Completions client -> Anthropic Messages upstream.
+
+References: https://platform.openai.com/docs/api-reference/chat/create and
+https://docs.anthropic.com/en/api/messages (tool use:
+https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use).
+
+Request rules:
+
+- ``system`` and ``developer`` messages, wherever they appear, become ``system`` in order:
+  a string when there is one text, text blocks when there are several.
+- ``user`` content: text parts -> text blocks; ``image_url`` parts -> image blocks
+  (``data:`` URLs -> base64 sources with their media type, which must be JPEG, PNG, GIF
+  or WebP; http(s) URLs -> URL sources; ``detail`` is ignored); ``file`` parts with
+  PDF ``file_data`` -> document blocks. Audio, file ids and other parts -> 400.
+- ``assistant`` messages: text (or ``refusal``) -> text blocks; ``tool_calls`` ->
+  ``tool_use`` blocks with the same ids and the arguments parsed (arguments that are
+  not a JSON object -> 400 naming the field; empty arguments mean ``{}``). The
+  deprecated ``function_call`` -> 400.
+- ``tool`` messages -> ``tool_result`` blocks (same ids) in a user turn.
+- Consecutive turns of the same Anthropic role are merged (Anthropic requires user and
+  assistant to alternate), so tool results answering parallel calls share one user
+  turn; within a turn tool results come first, as Anthropic requires. Empty messages
+  are left out. A turn of a single text block is sent as a string. ``name`` is ignored.
+- ``max_completion_tokens`` or ``max_tokens`` -> ``max_tokens``; Anthropic requires it,
+  so ``DEFAULT_MAX_TOKENS`` is sent when the client gave neither.
+- ``temperature``, ``top_p`` and ``stream`` are copied (Anthropic's temperature range is
+  0-1; higher values are the upstream's to reject). ``stop`` (string or list) ->
+  ``stop_sequences``. ``user`` (or else ``safety_identifier``) -> ``metadata.user_id``.
+- ``tools``: function definitions -> ``{name, description, input_schema}`` (no
+  ``parameters`` -> an empty object schema); ``strict`` is dropped (strict tool use is
+  model-dependent at Anthropic); custom tools -> 400.
+- ``tool_choice``: ``auto`` / ``none`` / ``required`` / a named function ->
+  ``auto`` / ``none`` / ``any`` / ``tool``; ``allowed_tools`` -> 400.
+  ``parallel_tool_calls: false`` -> ``disable_parallel_tool_use: true`` (when tools are
+  sent and the choice is not ``none``).
+- ``response_format``: ``text`` -> nothing; ``json_schema`` -> ``output_config.format``
+  (Anthropic structured outputs,
+  https://docs.anthropic.com/en/docs/build-with-claude/structured-outputs);
+  ``json_object`` (no schema to enforce) -> 400.
+- 400, naming the parameter: ``n`` above 1, ``logprobs``, ``top_logprobs``, ``audio``,
+  ``modalities`` other than text, ``web_search_options``, ``functions`` and
+  ``function_call`` (send ``tools``).
+- Dropped with a log line: ``presence_penalty``, ``frequency_penalty``, ``seed``,
+  ``logit_bias``, ``service_tier``, ``store``, ``metadata`` (Anthropic's holds only a
+  user id), ``reasoning_effort``, ``verbosity``, ``prediction``, prompt cache options,
+  and any parameter this module does not know.
+
+Response rules (``openai_to_anthropic_response``): the id is Anthropic's behind
+``chatcmpl-``; text blocks are joined into ``content`` (null when there is none);
+``tool_use`` blocks -> ``tool_calls`` with JSON-string arguments; thinking blocks are
+dropped; ``end_turn``/``stop_sequence``/``pause_turn`` -> ``stop``,
+``max_tokens``/``model_context_window_exceeded`` -> ``length``, ``tool_use`` ->
+``tool_calls``, ``refusal`` -> ``content_filter``; ``prompt_tokens`` = input + cache
+read + cache creation tokens, ``prompt_tokens_details.cached_tokens`` = cache reads.
+Streams: ``openai_to_anthropic_stream``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.dialects.endpoints import Endpoint
+from tollway.errors import BadRequest
+from tollway.translate.base import Body, StreamTranslator, Translator, dropped
+from tollway.translate.openai_to_anthropic_messages import convert_messages
+from tollway.translate.openai_to_anthropic_response import chat_completion
+from tollway.translate.openai_to_anthropic_stream import MessagesToChatChunks
+
+DEFAULT_MAX_TOKENS = 4096
+"""``max_tokens`` sent when the client set no limit (Anthropic requires one)."""
+
+_TARGET = "anthropic.messages"
+_HANDLED = frozenset(
+    {
+        "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+        "stop", "stream", "stream_options", "user", "safety_identifier", "tools",
+        "tool_choice", "parallel_tool_calls", "response_format", "n", "logprobs",
+        "top_logprobs", "audio", "modalities", "web_search_options", "functions",
+        "function_call",
+    }
+)  # fmt: skip
+_TOOL_CHOICES = {"auto": "auto", "none": "none", "required": "any"}
+
+
+class OpenAIChatToAnthropic(Translator):
+    """An OpenAI-dialect client calling a model served by Anthropic."""
+
+    client_endpoint = Endpoint.CHAT_COMPLETIONS
+    upstream_endpoint = Endpoint.MESSAGES
+
+    def request(self, upstream_model: str) -> Body:
+        """The Messages request for the client's chat completion request."""
+        body = self.client_body
+        _reject_inexpressible(body)
+        system, messages = convert_messages(body["messages"])
+        upstream: Body = {"model": upstream_model, "messages": messages}
+        if system:
+            upstream["system"] = system[0]["text"] if len(system) == 1 else system
+        upstream["max_tokens"] = _max_tokens(body)
+        _copy_sampling(body, upstream)
+        _convert_tools(body, upstream)
+        _convert_response_format(body.get("response_format"), upstream)
+        _convert_user(body, upstream)
+        if body.get("stream"):
+            upstream["stream"] = True
+        for name in body.keys() - _HANDLED:
+            if body[name] is not None:
+                dropped(name, _TARGET)
+        return upstream
+
+    def response(self, upstream_body: Body) -> Body:
+        """The chat completion for an Anthropic message."""
+        return chat_completion(upstream_body)
+
+    def stream(self) -> StreamTranslator:
+        """Anthropic events in, chat completion chunks out."""
+        options = self.client_body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return MessagesToChatChunks(include_usage=include_usage)
+
+
+def _reject(param: str, reason: str) -> BadRequest:
+    return BadRequest(f"'{param}' {reason}", param=param)
+
+
+def _reject_inexpressible(body: Body) -> None:
+    """400 for parameters whose meaning an Anthropic model cannot honour."""
+    if body.get("n") not in (None, 1):
+        raise _reject("n", "must be 1: Anthropic models return one choice per request.")
+    if body.get("logprobs"):
+        raise _reject("logprobs", "is not available from Anthropic models.")
+    if body.get("top_logprobs") is not None:
+        raise _reject("top_logprobs", "is not available from Anthropic models.")
+    if body.get("audio") is not None:
+        raise _reject("audio", "is not available from Anthropic models.")
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        raise _reject("modalities", "must be ['text'] for Anthropic models.")
+    if body.get("web_search_options") is not None:
+        raise _reject("web_search_options", "is not available through this API.")
+    for legacy in ("functions", "function_call"):
+        if body.get(legacy) is not None:
+            raise _reject(legacy, "is deprecated; send 'tools' and 'tool_choice'.")
+
+
+def _max_tokens(body: Body) -> Any:
+    for name in ("max_completion_tokens", "max_tokens"):
+        if body.get(name) is not None:
+            return body[name]
+    return DEFAULT_MAX_TOKENS
+
+
+def _copy_sampling(body: Body, upstream: Body) -> None:
+    for name in ("temperature", "top_p"):
+        if body.get(name) is not None:
+            upstream[name] = body[name]
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else stop
+    if stops is None:
+        return
+    if not isinstance(stops, list) or not all(isinstance(item, str) for item in stops):
+        raise _reject("stop", "must be a string or an array of strings.")
+    if stops:
+        upstream["stop_sequences"] = stops
+
+
+def _convert_user(body: Body, upstream: Body) -> None:
+    user = body.get("user") or body.get("safety_identifier")
+    if isinstance(user, str) and user:
+        upstream["metadata"] = {"user_id": user}
+
+
+def _convert_tools(body: Body, upstream: Body) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _reject("tools", "must be an array.")
+        upstream["tools"] = [_tool(tool, f"tools[{index}]") for index, tool in enumerate(tools)]
+    choice = _tool_choice(body.get("tool_choice"))
+    if body.get("parallel_tool_calls") is False and upstream.get("tools"):
+        choice = choice or {"type": "auto"}
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    if choice is not None:
+        upstream["tool_choice"] = choice
+
+
+def _tool(tool: Any, where: str) -> Body:
+    """An Anthropic tool definition from an OpenAI function tool."""
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    function = tool.get("function") if isinstance(tool, dict) else None
+    if kind != "function" or not isinstance(function, dict):
+        raise _reject(where, "must be a function tool; Anthropic models take no custom tools.")
+    name = function.get("name")
+    if not isinstance(name, str) or not name:
+        raise _reject(f"{where}.function.name", "must be a non-empty string.")
+    converted: Body = {"name": name}
+    if function.get("description"):
+        converted["description"] = function["description"]
+    converted["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
+    if function.get("strict") is not None:
+        dropped(f"{where}.function.strict", _TARGET)
+    return converted
+
+
+def _tool_choice(choice: Any) -> Body | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str) and choice in _TOOL_CHOICES:
+        return {"type": _TOOL_CHOICES[choice]}
+    function = choice.get("function") if isinstance(choice, dict) else None
+    if isinstance(function, dict) and choice.get("type") == "function":
+        name = function.get("name")
+        if isinstance(name, str) and name:
+            return {"type": "tool", "name": name}
+    raise _reject(
+        "tool_choice",
+        "must be 'auto', 'none', 'required' or a named function for Anthropic models.",
+    )
+
+
+def _convert_response_format(response_format: Any, upstream: Body) -> None:
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if response_format is None or kind == "text":
+        return
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if isinstance(schema, dict):
+            upstream["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+            return
+    raise _reject(
+        "response_format",
+        "must be 'text' or 'json_schema' with a schema for Anthropic models; they have no "
+        "schema-less JSON mode.",
+    )
