@@ -92,20 +92,52 @@ def test_interpolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings(path).providers["oa"].base_url == "https://llm.internal.example/v1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="${VAR} is substituted into the raw YAML text before parsing, so a value with "
-    "YAML syntax in it (' #', a leading '*', digits only) is truncated, reinterpreted or "
-    "rejected instead of being taken literally.",
+@pytest.mark.parametrize(
+    "value",
+    ["pa55 #word", "*starts-with-star", "123456", "a: b", 'say "hi"', "line1\nline2", "yes"],
 )
-@pytest.mark.parametrize("value", ["pa55 #word", "*starts-with-star", "123456"])
 def test_interpolated_values_are_taken_literally(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
+    # A secret with YAML syntax in it must neither change the file's structure nor its type.
     monkeypatch.setenv("TW_T_MASTER", value)
-    settings = load_settings(write(tmp_path / "c.yaml", "master_key: ${TW_T_MASTER}\n"))
+    monkeypatch.setenv("TW_T_KEY", value)
+    text = """
+        master_key: ${TW_T_MASTER}
+        providers:
+          oa: {type: openai, api_key: "${TW_T_KEY}"}
+    """
+    settings = load_settings(write(tmp_path / "c.yaml", text))
     assert settings.master_key is not None
     assert settings.master_key.get_secret_value() == value
+    api_key = settings.providers["oa"].api_key
+    assert api_key is not None and api_key.get_secret_value() == value
+
+
+def test_interpolated_numbers_and_flags_are_typed_by_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TW_T_PORT", "9123")
+    monkeypatch.setenv("TW_T_ACCESS", "false")
+    text = """
+        port: ${TW_T_PORT}
+        max_body_bytes: ${TW_T_UNSET_LIMIT:-4096}
+        log: {level: info, access: "${TW_T_ACCESS}"}
+    """
+    settings = load_settings(write(tmp_path / "c.yaml", text))
+    assert settings.port == 9123
+    assert settings.max_body_bytes == 4096
+    assert settings.log.access is False
+
+
+def test_unquoted_variable_inside_flow_mapping_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # YAML itself refuses '{' inside a plain scalar in flow style: quote "${VAR}" there.
+    monkeypatch.setenv("TW_T_KEY", "sk-abc")
+    message = config_error(tmp_path, "providers: {oa: {type: openai, api_key: ${TW_T_KEY}}}\n")
+    assert "bad.yaml" in message
+    assert "line 1" in message
 
 
 def test_environment_beats_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+
 import anthropic
 import bpe_openai
 import httpx
+import orjson
 
 from fake_upstream import (
     COMPLETION_TOKENS,
@@ -211,3 +214,33 @@ def test_models_retrieve_unknown(claude: anthropic.Anthropic) -> None:
         assert error.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     else:
         raise AssertionError("expected NotFoundError")
+
+
+def test_beta_endpoints(claude: anthropic.Anthropic, fake: FakeUpstream) -> None:
+    # The SDK's beta namespace (used by Claude Code) posts to /v1/messages?beta=true.
+    message = claude.beta.messages.create(
+        model=CLAUDE, max_tokens=10, messages=MESSAGES, betas=["interleaved-thinking-2025-05-14"]
+    )
+    assert message.content[0].text == TEXT
+    received = fake.last()
+    assert_forwarded_as_anthropic(received, "/v1/messages", CLAUDE_UPSTREAM)
+    assert received.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
+
+    with claude.beta.messages.stream(
+        model=CLAUDE, max_tokens=10, messages=MESSAGES, betas=["context-1m-2025-08-07"]
+    ) as stream:
+        assert "".join(stream.text_stream) == TEXT
+    assert fake.last().headers["anthropic-beta"] == "context-1m-2025-08-07"
+
+    counted = claude.beta.messages.count_tokens(model=CLAUDE, messages=MESSAGES, betas=["x-1"])
+    assert counted.input_tokens == COUNT_TOKENS
+    assert fake.last().path == COUNT_PATH
+
+
+def test_compressed_request_body_is_a_4xx(http: httpx.Client, fake: FakeUpstream) -> None:
+    body = gzip.compress(orjson.dumps({"model": CLAUDE, "max_tokens": 5, "messages": MESSAGES}))
+    headers = {"x-api-key": MASTER_KEY, "content-encoding": "gzip"}
+    response = http.post("/v1/messages", content=body, headers=headers)
+    assert 400 <= response.status_code < 500
+    assert response.json()["type"] == "error"
+    assert fake.requests == []

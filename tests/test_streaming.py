@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from checks import assert_no_leak, sse_events
+from checks import assert_no_leak, dialect_error, sse_events
 from fake_upstream import (
     PIECES,
     TEXT,
@@ -21,6 +21,7 @@ from fake_upstream import (
     Respond,
     SlowEvents,
     SplitEvents,
+    Stall,
     StallMidStream,
     Truncate,
     anthropic_events,
@@ -28,7 +29,7 @@ from fake_upstream import (
     completion_events,
     responses_events,
 )
-from harness import CLAUDE, CLAUDE_UPSTREAM, GPT, GPT_UPSTREAM, MASTER_KEY
+from harness import CLAUDE, CLAUDE_UPSTREAM, GPT, GPT_UPSTREAM, MASTER_KEY, GatewayServer
 
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 MESSAGES = [{"role": "user", "content": "Say hello."}]
@@ -209,10 +210,10 @@ def test_multibyte_text_split_mid_character_survives(
 
 def assert_upstream_dropped(fake: FakeUpstream, closed_at: float, total_events: int) -> None:
     """The fake saw its writes fail soon after the client left, long before the end."""
-    assert fake.wait_for(lambda: fake.last().write_failed_at is not None, timeout=5)
+    assert fake.wait_for(lambda: fake.last().dropped_at is not None, timeout=5)
     record = fake.last()
-    assert record.write_failed_at is not None
-    assert record.write_failed_at - closed_at < 1.5
+    assert record.dropped_at is not None
+    assert record.dropped_at - closed_at < 1.5
     assert not record.completed
     assert record.events_sent < total_events
 
@@ -263,7 +264,42 @@ async def test_async_sdk_closing_a_stream_drops_upstream(
     assert_upstream_dropped(fake, closed_at, pieces + 3)
 
 
+def test_client_leaving_before_the_first_byte_drops_upstream(
+    gateway: GatewayServer, fake: FakeUpstream
+) -> None:
+    fake.script(Stall(30))
+    path, body = STREAMS["chat"]
+    with (
+        httpx.Client(base_url=gateway.url, timeout=0.3) as impatient,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        impatient.post(path, json=body, headers=AUTH)
+    closed_at = time.monotonic()
+    assert fake.wait_for(lambda: fake.last().dropped_at is not None, timeout=5)
+    dropped_at = fake.last().dropped_at
+    assert dropped_at is not None and dropped_at - closed_at < 1.5
+
+
 # --------------------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+def test_stream_dying_before_its_first_event_is_a_json_error(
+    http: httpx.Client, fake: FakeUpstream, dialect: str
+) -> None:
+    # Nothing reached the client yet, so it gets a plain error response, not a stream.
+    kind = "messages" if dialect == "anthropic" else "chat"
+    fake.script(CutMidStream(after_events=0))
+    response = http.post(STREAMS[kind][0], json=STREAMS[kind][1], headers=AUTH)
+    dialect_error(dialect, response, 502)
+
+
+def test_stream_silent_before_its_first_event_is_a_json_504(
+    http: httpx.Client, fake: FakeUpstream
+) -> None:
+    fake.script(StallMidStream(after_events=0, seconds=30))
+    response = http.post(STREAMS["chat"][0], json=STREAMS["chat"][1], headers=AUTH)
+    assert dialect_error("openai", response, 504)["code"] == "upstream_timeout"
 
 
 def test_cut_stream_ends_with_openai_error_event(

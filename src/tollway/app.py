@@ -18,7 +18,7 @@ from tollway.catalog import Catalog
 from tollway.dialects.endpoints import ENDPOINTS_BY_PATH
 from tollway.dialects.render import render_error
 from tollway.errors import NotFound
-from tollway.metering.budget import Ledger, MemoryLedger
+from tollway.metering.budget import Ledger
 from tollway.metering.limits import Limiter
 from tollway.metering.meter import Meter, RateLimiter
 from tollway.metering.prices import PriceBook
@@ -73,18 +73,21 @@ class Gateway:
         )
         self.catalog = Catalog(self.directory, self.router)
         self.admin: FastAPI = build_admin_app(
-            AdminContext(self.db, self.server_keys, master_key.encode(), self.recorder)
+            AdminContext(
+                self.db,
+                self.server_keys,
+                master_key.encode(),
+                self.recorder,
+                frozenset(self.providers),
+            )
         )
         self.admin.state.gateway = self
 
     def _ledger(self) -> Ledger:
-        # One process: the event loop makes reservations atomic. Several processes: Redis
-        # when configured, else the database (slower, equally exact).
+        # Exact whatever shares the budget: every process on this database, or on Redis.
         if self.redis is not None:
             return RedisLedger(self.db, self.redis, self.settings.redis_prefix)
-        if self.settings.workers > 1:
-            return SqlLedger(self.db)
-        return MemoryLedger(self.db)
+        return SqlLedger(self.db)
 
     def _limiter(self) -> RateLimiter:
         if self.redis is not None:

@@ -265,14 +265,22 @@ class Forwarder:
                 meter,
                 translator.stream() if translator is not None else None,
                 progress,
-                lambda: self._record_spend(record),
+                lambda: self._finish_stream(record, progress),
             )
         finally:
-            if progress.first_event_at is not None:
-                record.ttft_ms = (progress.first_event_at - record.started) * 1000
-            if progress.error is not None:
-                record.error = progress.error.code
+            self._note_progress(record, progress)
         return progress.error is None
+
+    @staticmethod
+    def _note_progress(record: CallRecord, progress: StreamOutcome) -> None:
+        if progress.first_event_at is not None:
+            record.ttft_ms = (progress.first_event_at - record.started) * 1000
+        if progress.error is not None:
+            record.error = progress.error.code
+
+    async def _finish_stream(self, record: CallRecord, progress: StreamOutcome) -> None:
+        self._note_progress(record, progress)
+        await self._record_spend(record)
 
     @staticmethod
     def _translate_body(translator: Translator, body: bytes, provider: str) -> bytes:

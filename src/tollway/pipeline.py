@@ -109,6 +109,7 @@ class Pipeline:
             record.model, record.stream = info.model, info.stream
             plan = self._router.resolve(info.model)
             self.authorize(record.principal, plan.model)
+            await self._directory.consume(record.principal)
             record.admission = await self._meter.admit(
                 record.principal,
                 self._router.chain(plan),

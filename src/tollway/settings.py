@@ -228,6 +228,20 @@ class Settings(BaseSettings):
         # The environment wins over the file, which arrives as init kwargs.
         return (env_settings, init_settings)
 
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", value):
+            raise ValueError("must be sqlite:///path or postgresql://user@host/db")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(redis|rediss|unix)://", value):
+            raise ValueError("must be redis://host:port/db (or rediss://, unix://)")
+        return value
+
     @model_validator(mode="after")
     def _models_reference_providers(self) -> Settings:
         seen: set[str] = set()
@@ -300,15 +314,27 @@ def _config_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | No
 
 def _read_yaml(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(interpolate(path.read_text(encoding="utf-8"), environ))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML{_yaml_where(exc)}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    # Substituting into parsed values (not the raw text) keeps a secret containing YAML
+    # syntax (': ', '#', quotes, newlines) from changing the file's structure.
     # Empty strings left by unset ${VAR}s mean "not set".
-    return _drop_empty(raw)
+    return _drop_empty(_substitute(raw, environ))
+
+
+def _substitute(value: Any, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return interpolate(value, environ)
+    if isinstance(value, dict):
+        return {key: _substitute(item, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, environ) for item in value]
+    return value
 
 
 def _yaml_where(error: yaml.YAMLError) -> str:

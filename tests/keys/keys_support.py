@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -197,12 +196,6 @@ class ServedGateway:
         return anthropic.Anthropic(
             base_url=self.url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT
         )
-
-    def sqlite(self) -> sqlite3.Connection:
-        """A direct connection to the gateway's SQLite database (for tampering)."""
-        conn = sqlite3.connect(self.db_path, timeout=10.0)
-        conn.row_factory = sqlite3.Row
-        return conn
 
 
 def launch(tmp: Path, upstream: FakeUpstream, workers: int = 1, **overrides: Any) -> ServedGateway:

@@ -188,9 +188,10 @@ def test_key_lifecycle_on_postgres(pgw: ServedGateway, api: httpx.Client, pg_dat
 
 
 def test_expiry_on_postgres(pgw: ServedGateway, api: httpx.Client) -> None:
-    body = new_key(api, name="pg short", ttl=1)
+    body = new_key(api, name="pg short", ttl=2)
     chat(pgw, body["key"])
-    time.sleep(1.2)
+    expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)
     with pytest.raises(openai.AuthenticationError) as expired:
         chat(pgw, body["key"])
     assert "expired" in expired.value.message

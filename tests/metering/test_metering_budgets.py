@@ -9,6 +9,7 @@ timing.
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -35,6 +36,9 @@ from fake_upstream import Fail
 from harness import GatewayServer
 
 WORST = Tokens(input=17, output=10)  # actual == reserved: $10 a call
+# A call settles (its hold replaced by its cost) a moment after its response is sent.
+SETTLE = 0.2
+settled = threading.Event()  # never set: ``settled.wait(SETTLE)`` is a short pause
 
 
 def chat_body(max_tokens: int = 10) -> dict[str, Any]:
@@ -132,10 +136,12 @@ def test_reservation_settles_to_the_actual_cost(
     key = new_key(api, max_budget_usd="35")
     up.script(Metered(Tokens(input=17, output=6)), path="/v1/chat/completions", persistent=True)
     headers = {"authorization": f"Bearer {key['key']}"}
-    statuses = [
-        http.post("/v1/chat/completions", json=chat_body(), headers=headers).status_code
-        for _ in range(7)
-    ]
+    statuses = []
+    for _ in range(7):
+        statuses.append(
+            http.post("/v1/chat/completions", json=chat_body(), headers=headers).status_code
+        )
+        settled.wait(SETTLE)  # see test_next_call_sees_the_settled_cost
     assert statuses == [200] * 5 + [402] * 2
     # A smaller request still fits: $30 spent, $5 left, max_tokens=5 reserves $5.
     assert http.post("/v1/chat/completions", json=chat_body(5), headers=headers).status_code == 200
@@ -316,15 +322,11 @@ def test_raised_budget_applies_at_once(
     assert Decimal(api.get(f"/keys/{key['id']}").json()["spend_usd"]["lifetime"]) == 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="The worst case ignores 'n' (several choices): a chat call with n=4 and "
-    "max_tokens=10 reserves 10 output tokens but may generate 40, so one call spends past "
-    "the budget ($40 on a $35 budget here).",
-)
 def test_worst_case_counts_every_choice(
     mgw: GatewayServer, up: MeteredUpstream, api: httpx.Client, http: httpx.Client
 ) -> None:
+    """n=4 choices of up to 10 tokens may generate 40: the reservation must cover them,
+    or one call spends past the budget ($40 on $35)."""
     key = new_key(api, max_budget_usd="35")
     up.script(Metered(Tokens(input=17, output=40)), path="/v1/chat/completions")
     response = http.post(
@@ -368,3 +370,26 @@ def test_reservation_covers_the_priciest_fallback(
     )
     openai_error(response, 402)
     assert up.requests == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="A call's budget hold is settled to its actual cost only after its response "
+    "has been sent (Meter.release runs after the pipeline finishes), so a call made right "
+    "after a response can be refused for money the previous call did not spend: here "
+    "~1 in 3 of the second calls got 402 although $16 - $6 leaves room for $10.",
+)
+def test_next_call_sees_the_settled_cost(
+    mgw: GatewayServer, up: MeteredUpstream, api: httpx.Client, http: httpx.Client
+) -> None:
+    up.script(Metered(Tokens(input=17, output=6)), path="/v1/chat/completions", persistent=True)
+    refused = 0
+    for _ in range(20):
+        key = new_key(api, max_budget_usd="16")
+        headers = {"authorization": f"Bearer {key['key']}"}
+        first = http.post("/v1/chat/completions", json=chat_body(), headers=headers)
+        assert first.status_code == 200
+        # $6 spent, $10 left: exactly one more $10 reservation fits.
+        second = http.post("/v1/chat/completions", json=chat_body(), headers=headers)
+        refused += second.status_code == 402
+    assert refused == 0

@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 from metering_support import (
     GPT_MINI,
     HAIKU,
@@ -25,8 +26,9 @@ from checks import anthropic_error, openai_error
 from harness import GatewayServer
 
 # Tokens count when a call settles, a moment after its response has been sent: a call
-# sent at once after it can still be admitted (see the report), so the tests pause.
-SETTLE = 0.1
+# sent at once after it can still be admitted (test_next_call_sees_the_tokens_just_used),
+# so the other tests pause.
+SETTLE = 0.2
 settled = threading.Event()  # never set: ``settled.wait(SETTLE)`` is a short pause
 CHAT = {"model": GPT_MINI, "messages": MESSAGES, "max_tokens": 50}
 MESSAGE = {"model": HAIKU, "messages": MESSAGES, "max_tokens": 50}
@@ -109,6 +111,24 @@ def test_tpm_counts_streamed_usage(
     check_429(chat(http, key["key"]), "tokens per minute")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="Tokens count against tpm only when the call settles, after its response has "
+    "been sent: a call made right after a response that used up tpm is still admitted "
+    "(about 1 in 3 times here).",
+)
+def test_next_call_sees_the_tokens_just_used(
+    mgw: GatewayServer, up: MeteredUpstream, api: httpx.Client, http: httpx.Client
+) -> None:
+    admitted = 0
+    for _ in range(30):
+        key = new_key(api, tpm=100)
+        up.script(Metered(Tokens(input=90, output=20)), path="/v1/chat/completions")
+        assert chat(http, key["key"]).status_code == 200
+        admitted += chat(http, key["key"]).status_code == 200
+    assert admitted == 0
+
+
 async def _concurrent(url: str, calls: list[tuple[str, dict[str, Any], dict[str, str]]]) -> Any:
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(base_url=url, timeout=15, limits=limits) as client:
@@ -117,7 +137,7 @@ async def _concurrent(url: str, calls: list[tuple[str, dict[str, Any], dict[str,
         )
 
 
-def _slow_upstream(up: MeteredUpstream, seconds: float = 0.6) -> None:
+def _slow_upstream(up: MeteredUpstream, seconds: float = 1.0) -> None:
     up.script(Metered(delay=seconds), path="/v1/chat/completions", persistent=True)
     up.script(Metered(delay=seconds), path="/v1/messages", persistent=True)
 

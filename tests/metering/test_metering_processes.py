@@ -2,8 +2,8 @@
 
 Two ``tollway serve`` processes on different ports share one SQLite data dir and one
 Redis (``redis_url`` with a prefix unique to this run); calls alternate between them, so
-every limit is only right if the state really is shared. Two more processes share one
-SQLite data dir without Redis, as ``tollway serve --workers 2`` on one node does.
+every limit is only right if the state really is shared. Without Redis, two gateway
+apps on one SQLite data dir stand for ``tollway serve --workers 2`` on one node.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from metering_support import (
     DOLLAR_CLAUDE,
     DOLLAR_GPT,
     GPT_MINI,
+    MASTER_KEY,
     MESSAGES,
+    MODELS,
     Metered,
     MeteredUpstream,
     Served,
@@ -29,11 +31,13 @@ from metering_support import (
     admin_client,
     insert_spend,
     new_key,
+    providers,
     wait_for_requests,
     write_config,
 )
 
 from checks import anthropic_error, openai_error
+from harness import GatewayServer, gateway_settings
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +85,7 @@ def post(url: str, path: str, body: dict[str, Any], secret: str) -> httpx.Respon
 CHAT = {"model": GPT_MINI, "messages": MESSAGES, "max_tokens": 50}
 
 
-async def fire_at(pair: tuple[Served, Served], secret: str, count: int) -> list[httpx.Response]:
+async def fire_at(pair: tuple[Any, Any], secret: str, count: int) -> list[httpx.Response]:
     """``count`` concurrent $10 calls, alternating processes and dialects."""
     limits = httpx.Limits(max_connections=100)
     clients = [
@@ -199,7 +203,7 @@ async def test_max_parallel_is_shared(
     pair: tuple[Served, Served], up: MeteredUpstream, papi: httpx.Client
 ) -> None:
     key = new_key(papi, max_parallel=1)
-    up.script(Metered(delay=0.8), path="/v1/chat/completions", persistent=True)
+    up.script(Metered(delay=1.5), path="/v1/chat/completions", persistent=True)
     slow = asyncio.create_task(
         asyncio.to_thread(post, pair[0].url, "/v1/chat/completions", CHAT, key["key"])
     )
@@ -215,30 +219,32 @@ async def test_max_parallel_is_shared(
 @pytest.fixture(scope="module")
 def local_pair(
     metered_server: MeteredUpstream, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Served, Served]]:
-    """Two gateway processes on one SQLite data dir, no Redis (like --workers 2)."""
-    tmp = tmp_path_factory.mktemp("sqlite-pair")
-    config = write_config(tmp / "cfg.yaml", tmp / "data", metered_server)
-    first = Served(config, tmp / "data").start()
-    try:
-        second = Served(config, tmp / "data").start()
-    except BaseException:
-        first.stop()
-        raise
+) -> Iterator[tuple[GatewayServer, GatewayServer]]:
+    """Two gateway apps on one SQLite data dir, no Redis, as ``--workers 2`` runs them
+    (here two uvicorn servers in this process: each app has its own ledger, exactly as
+    each worker process has)."""
+    data_dir = tmp_path_factory.mktemp("sqlite-pair")
+    settings = gateway_settings(
+        metered_server,
+        data_dir,
+        master_key=MASTER_KEY,
+        providers=providers(metered_server),
+        models=MODELS,
+        timeouts={"connect": 2.0, "read": 10.0, "stream_idle": 10.0},
+        log={"level": "warning", "access": False},
+    )
+    first = GatewayServer(settings).start()  # runs the migrations
+    second = GatewayServer(settings).start()
     yield first, second
     second.stop()
     first.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Without redis_url every process keeps its own in-memory ledger, seeded from "
-    "the database once: several processes on one node (tollway serve --workers N) each "
-    "admit the whole budget, so concurrent calls spend N times past it ($60 on $35 here).",
-)
 async def test_two_processes_without_redis_never_overspend(
-    local_pair: tuple[Served, Served], up: MeteredUpstream
+    local_pair: tuple[GatewayServer, GatewayServer], up: MeteredUpstream
 ) -> None:
+    """Without Redis the budget still holds across processes sharing one database
+    (a per-process ledger would let each admit the whole budget: $60 on $35)."""
     with admin_client(local_pair[0].url) as api:
         key = new_key(api, max_budget_usd="35")
     script_worst_case(up, delay=0.3)

@@ -26,14 +26,16 @@ API_PREFIX = "/api/v1"
 _PUBLIC = frozenset({f"{API_PREFIX}/openapi.json"})
 
 
-def _field(location: tuple[object, ...]) -> str:
+def _field(location: tuple[object, ...], kind: str = "") -> str:
+    if kind == "json_invalid":
+        return "body"  # the location is a byte offset, not a field
     parts = [str(part) for part in location if part not in ("body", "query", "path")]
     return ".".join(parts) or "body"
 
 
 def _problem(problem: Any) -> str:
     text = str(problem.get("msg", "")).removeprefix("Value error, ")
-    return f"{_field(tuple(problem.get('loc', ())))}: {text}"
+    return f"{_field(tuple(problem.get('loc', ())), problem.get('type', ''))}: {text}"
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -45,7 +47,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
         first = problems[0] if problems else {"loc": ("body",), "msg": "invalid request"}
-        field = _field(tuple(first.get("loc", ())))
+        field = _field(tuple(first.get("loc", ())), str(first.get("type", "")))
         message = "; ".join(_problem(p) for p in problems[:5])
         wrapped = BadRequest(f"Invalid request: {message}", param=field)
         return JSONResponse(error_body(wrapped), status_code=422)

@@ -11,6 +11,7 @@ from tollway.admin.deps import Context, require_role
 from tollway.admin.schemas import AuditEntryPublic, AuditVerification
 from tollway.admin.views import audit_public
 from tollway.audit.chain import filtered, verify
+from tollway.store.ids import to_utc
 
 router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(require_role("admin"))])
 
@@ -27,7 +28,9 @@ async def list_audit(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[AuditEntryPublic]:
     """Entries, newest first."""
-    query = filtered(actor=actor, action=action, target=target, since=since, until=until)
+    query = filtered(
+        actor=actor, action=action, target=target, since=to_utc(since), until=to_utc(until)
+    )
     async with ctx.db.reader() as session:
         rows = (await session.scalars(query.limit(limit).offset(offset))).all()
     return [audit_public(entry) for entry in rows]

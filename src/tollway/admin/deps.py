@@ -41,6 +41,7 @@ class AdminContext:
     server_keys: ServerKeys
     master_key: bytes
     recorder: Recorder
+    provider_names: frozenset[str] = frozenset()
 
 
 def context(request: Request) -> AdminContext:
@@ -68,15 +69,15 @@ async def authenticate(request: Request, ctx: AdminContext) -> Admin:
     raise Unauthorized("Not a valid master key or admin key for the management API.")
 
 
-def require_role(minimum: str) -> Callable[..., Awaitable[Admin]]:
-    """A dependency admitting callers whose role is at least ``minimum``.
-
-    Reads (GET) need ``viewer``; anything that changes state needs ``minimum``.
-    """
+def require_role(minimum: str, reads: str | None = None) -> Callable[..., Awaitable[Admin]]:
+    """A dependency admitting callers whose role is at least ``minimum`` for changes and
+    at least ``reads`` (default: ``viewer``, or ``admin`` for admin-only routers) for
+    reads."""
+    read_role = reads or ("admin" if minimum == "admin" else "viewer")
 
     async def guard(request: Request, ctx: Context) -> Admin:
         admin = await authenticate(request, ctx)
-        needed = "viewer" if request.method in ("GET", "HEAD") else minimum
+        needed = read_role if request.method in ("GET", "HEAD") else minimum
         if ROLE_RANK[admin.role] < ROLE_RANK[needed]:
             raise Forbidden(f"This needs the '{needed}' role; the caller has '{admin.role}'.")
         request.state.admin = admin

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -93,8 +93,8 @@ async def list_keys(
         query = key_store.filtered(
             project_id=project_id, active=active, metadata=metadata, limit=limit, offset=offset
         )
-        rows = (await session.scalars(query)).all()
-    return [key_public(key) for key in rows]
+        rows: list[Any] = list((await session.execute(query)).all())
+    return [key_public(key, bool(project_active)) for key, project_active in rows]
 
 
 @router.get("/{key_id}", response_model=KeyPublic)
@@ -105,7 +105,8 @@ async def show_key(key_id: str, ctx: Context) -> KeyPublic:
         key = await key_store.get(session, key_id)
         if key is None:
             raise NotFound(f"No key with id '{key_id}'.")
-        public = key_public(key)
+        project = await project_store.find(session, key.project_id)
+        public = key_public(key, project.active if project else True)
         public.spend_usd = await spend_summary(session, key.budget_period, key_id=key.id)
     return public
 

@@ -18,6 +18,16 @@ router = APIRouter(
 )
 
 
+def _check_credentials(body: ProjectCreate | ProjectUpdate, known: frozenset[str]) -> None:
+    for name in body.credentials or {}:
+        if name not in known:
+            listed = ", ".join(sorted(known)) or "none configured"
+            raise BadRequest(
+                f"credentials: unknown provider '{name}' (configured: {listed}).",
+                param=f"credentials.{name}",
+            )
+
+
 def _audited(body: ProjectCreate | ProjectUpdate) -> dict[str, object]:
     # Credential values never reach the audit trail; which providers changed does.
     details = body.model_dump(mode="json", exclude_unset=True, exclude={"credentials"})
@@ -29,6 +39,7 @@ def _audited(body: ProjectCreate | ProjectUpdate) -> dict[str, object]:
 @router.post("", status_code=201, response_model=ProjectPublic)
 async def create_project(body: ProjectCreate, ctx: Context, caller: Caller) -> ProjectPublic:
     """Create a project."""
+    _check_credentials(body, ctx.provider_names)
     async with ctx.db.transaction() as session:
         if await project_store.by_name(session, body.name) is not None:
             raise BadRequest(f"A project named '{body.name}' already exists.", param="name")
@@ -78,6 +89,7 @@ async def update_project(
 ) -> ProjectPublic:
     """Change limits, metadata, credentials, or (de)activate: a deactivated project's
     keys stop working on the next request."""
+    _check_credentials(body, ctx.provider_names)
     async with ctx.db.transaction() as session:
         project = await project_store.find(session, project_ref)
         if project is None:

@@ -7,11 +7,21 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 BudgetPeriod = Literal["day", "month"]
 Role = Literal["admin", "operator", "viewer"]
-Limit = Annotated[int, Field(ge=1)]
+# Column ranges: INTEGER for per-minute limits, BIGINT for lifetime counts.
+Limit = Annotated[int, Field(ge=1, le=2**31 - 1)]
+BigLimit = Annotated[int, Field(ge=1, le=2**63 - 1)]
 _TTL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_TTL_SECONDS = 10 * 365 * 86400
@@ -35,10 +45,32 @@ def parse_ttl(value: str | int) -> int:
     return seconds
 
 
+def _no_nul(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where} must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key, where)
+            _no_nul(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _no_nul(item, where)
+
+
 class Body(BaseModel):
-    """Request bodies reject unknown fields: a typo must not pass silently."""
+    """Request bodies reject unknown fields (a typo must not pass silently) and NUL
+    characters (databases refuse them in text)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_storable(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, value in data.items():
+                _no_nul(value, str(name))
+        return data
 
 
 class Limits(Body):
@@ -64,12 +96,14 @@ class KeyCreate(Limits):
 
     name: str = Field(min_length=1, max_length=200)
     project: str | None = Field(None, description="Project id or name (default: 'default').")
-    ttl: str | int | None = Field(None, description="'90s', '15m', '24h', '7d' or seconds.")
+    ttl: StrictStr | StrictInt | None = Field(
+        None, description="'90s', '15m', '24h', '7d' or seconds."
+    )
     expires_at: datetime | None = None
     models: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
         None, description="Model names or globs this key may use (default: all)."
     )
-    max_requests: Limit | None = None
+    max_requests: BigLimit | None = None
 
     @field_validator("ttl")
     @classmethod
@@ -83,7 +117,7 @@ class KeyCreate(Limits):
     def _future(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
         if value <= datetime.now(UTC):
             raise ValueError("expires_at must be in the future")
         return value
@@ -94,7 +128,7 @@ class KeyUpdate(Limits):
 
     name: str | None = Field(None, min_length=1, max_length=200)
     models: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
-    max_requests: Limit | None = None
+    max_requests: BigLimit | None = None
     active: bool | None = None
 
 

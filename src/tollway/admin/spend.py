@@ -14,6 +14,7 @@ from tollway.admin.views import money
 from tollway.errors import BadRequest
 from tollway.store import projects as project_store
 from tollway.store import spend as spend_store
+from tollway.store.ids import to_utc
 
 router = APIRouter(prefix="/spend", tags=["spend"], dependencies=[Depends(require_role("viewer"))])
 
@@ -69,6 +70,7 @@ async def spend_report(
                 f"group_by must be one of {', '.join(spend_store.GROUPS)} or metadata.<field>.",
                 param="group_by",
             )
+    since, until = to_utc(since), to_utc(until)
     if since is not None and until is not None and since >= until:
         raise BadRequest("'from' must be before 'to'.", param="from")
     await ctx.recorder.flush()

@@ -53,14 +53,14 @@ async def spend_summary(
     )
 
 
-def key_public(key: VirtualKey) -> KeyPublic:
+def key_public(key: VirtualKey, project_active: bool = True) -> KeyPublic:
     """A key's public fields."""
     return KeyPublic(
         id=key.id,
         name=key.name,
         key_prefix=key.key_prefix,
         project_id=key.project_id,
-        status=key_store.status(key),
+        status=key_store.status(key, project_active),
         active=key.active,
         revoked_at=as_utc(key.revoked_at),
         expires_at=as_utc(key.expires_at),

@@ -90,12 +90,19 @@ class KeyDirectory:
         if entry.expires_at is not None and time.time() >= entry.expires_at:
             self._spawn(self._audit_expired(entry))
             raise Unauthorized("This API key has expired.")
-        if entry.max_requests is not None and not await self._take_request(entry):
+        return Principal(kind="virtual", key_id=entry.id, key=entry)
+
+    async def consume(self, principal: Principal) -> None:
+        """Count one admitted request against the key's ``max_requests`` (403 when none
+        are left); called once the request is known to be allowed."""
+        entry = principal.key
+        if entry is None or entry.max_requests is None:
+            return
+        if not await self._take_request(entry):
             raise Forbidden(
                 f"This API key has used all {entry.max_requests} of its allowed requests.",
                 code="request_quota_exhausted",
             )
-        return Principal(kind="virtual", key_id=entry.id, key=entry)
 
     async def _lookup(self, key: str) -> KeyEntry | None:
         epoch = await self._db.epoch.current()

@@ -106,5 +106,16 @@ def version() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors are one line, like every other failure."""
+    try:
+        result = app(standalone_mode=False)
+    except typer.Abort:
+        raise SystemExit(130) from None
+    except typer.TyperException as exc:  # typer's (click's) usage errors
+        show = getattr(exc, "show", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and callable(show):
+            show()
+        else:
+            typer.secho(f"error: {exc.format_message()}", err=True, fg=typer.colors.RED)
+        raise SystemExit(exc.exit_code) from None
+    raise SystemExit(result if isinstance(result, int) else 0)

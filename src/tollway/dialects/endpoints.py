@@ -43,6 +43,7 @@ class RequestInfo:
     model: str
     stream: bool
     max_output_tokens: int | None
+    choices: int = 1
 
 
 def _chat(payload: v.Payload) -> RequestInfo:
@@ -52,10 +53,10 @@ def _chat(payload: v.Payload) -> RequestInfo:
     v.optional_object(payload, "stream_options")
     for field in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         v.optional_number(payload, field)
-    v.optional_int(payload, "n", minimum=1)
+    choices = v.optional_int(payload, "n", minimum=1) or 1
     max_tokens = v.optional_int(payload, "max_tokens", minimum=1)
     max_completion = v.optional_int(payload, "max_completion_tokens", minimum=1)
-    return RequestInfo(model, stream, max_completion or max_tokens)
+    return RequestInfo(model, stream, max_completion or max_tokens, choices)
 
 
 def _completions(payload: v.Payload) -> RequestInfo:
@@ -63,7 +64,12 @@ def _completions(payload: v.Payload) -> RequestInfo:
     v.text_or_list(payload, "prompt", required=True)
     stream = v.optional_bool(payload, "stream")
     v.optional_number(payload, "temperature")
-    return RequestInfo(model, stream, v.optional_int(payload, "max_tokens", minimum=1))
+    # best_of completions are generated (and billed) server-side, n of them returned.
+    choices = max(
+        v.optional_int(payload, "n", minimum=1) or 1,
+        v.optional_int(payload, "best_of", minimum=1) or 1,
+    )
+    return RequestInfo(model, stream, v.optional_int(payload, "max_tokens", minimum=1), choices)
 
 
 def _embeddings(payload: v.Payload) -> RequestInfo:

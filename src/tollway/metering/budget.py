@@ -5,14 +5,13 @@ and its project's) in one atomic step, or refuses with 402; when the call ends t
 reservation is replaced by what it really cost. Amounts are integer nano-dollars inside
 ledgers, so every backend adds exactly.
 
-Ledgers: ``MemoryLedger`` (one process: the event loop makes check-and-reserve atomic)
-and ``RedisLedger`` (many processes or hosts: one Lua script), both starting a period's
-spend from the database.
+Ledgers: ``SqlLedger`` (the database: a conditional UPDATE, exact for any number of
+processes sharing it) and ``RedisLedger`` (one Lua script; faster, for many hosts), both
+starting a period's spend from the spend records.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -105,56 +104,3 @@ async def spent_in_db(db: Database, kind: str, owner_id: str, since: datetime) -
             )
         )
     return to_nano(Decimal(str(total or 0)))
-
-
-class MemoryLedger(Ledger):
-    """Single-process ledger; each slot starts from the database once."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._spent: dict[tuple[str, str, datetime], int] = {}
-        self._held: dict[tuple[str, str, datetime], int] = {}
-        self._loading: dict[tuple[str, str, datetime], asyncio.Future[int]] = {}
-
-    async def _load(self, slot: tuple[str, str, datetime]) -> None:
-        if slot in self._spent:
-            return
-        pending = self._loading.get(slot)
-        if pending is None:
-            pending = asyncio.ensure_future(spent_in_db(self._db, *slot))
-            self._loading[slot] = pending
-        value = await pending
-        self._loading.pop(slot, None)
-        self._spent.setdefault(slot, value)
-
-    async def reserve(self, budgets: list[Budget], amount: Decimal) -> Reservation:
-        """Hold ``amount`` on every budget, or raise PaymentRequired."""
-        now = datetime.now(UTC)
-        slots = [budget.slot(now) for budget in budgets]
-        for slot in slots:
-            await self._load(slot)
-        wanted = to_nano(amount)
-        # No await from here on: the check and the hold are one atomic step.
-        for budget, slot in zip(budgets, slots, strict=True):
-            used = self._spent[slot] + self._held.get(slot, 0)
-            if used + wanted > to_nano(budget.limit_usd):
-                raise exhausted(budget, used, wanted)
-        for slot in slots:
-            self._held[slot] = self._held.get(slot, 0) + wanted
-        return Reservation(slots, wanted)
-
-    async def settle(self, reservation: Reservation, actual: Decimal) -> None:
-        """Replace the hold with the actual cost."""
-        if reservation.settled:
-            return
-        reservation.settled = True
-        cost = to_nano(actual)
-        for slot in reservation.slots:
-            self._held[slot] = self._held.get(slot, 0) - reservation.nano
-            self._spent[slot] = self._spent.get(slot, 0) + cost
-
-    async def spent(self, budget: Budget) -> Decimal:
-        """Spend recorded or held in the budget's current period."""
-        slot = budget.slot(datetime.now(UTC))
-        await self._load(slot)
-        return Decimal(self._spent[slot] + self._held.get(slot, 0)) / NANO

@@ -188,9 +188,8 @@ class Meter:
     def _max_output(self, route: Route, endpoint: Endpoint, info: RequestInfo) -> int:
         if endpoint is Endpoint.EMBEDDINGS:
             return 0
-        if info.max_output_tokens is not None:
-            return info.max_output_tokens
-        return route.config.max_output_tokens or self._default_max_output
+        limit = info.max_output_tokens or route.config.max_output_tokens or self._default_max_output
+        return limit * info.choices  # every choice may use the whole limit
 
     async def estimate_input(self, payload: dict[str, Any]) -> int:
         """A tokenizer count of the request's input (off the loop when it is large)."""

@@ -33,6 +33,7 @@ class ModelPrice:
     cache_read_mtok: PriceValue = None
     cache_write_mtok: PriceValue = None
     source: str = "config"
+    cache_write_1h_mtok: PriceValue = None
 
     def cost(self, usage: Usage) -> Decimal:
         """The exact cost of ``usage``."""
@@ -41,11 +42,14 @@ class ModelPrice:
         input_rate = _rate(self.input_mtok, total_input)
         read_rate = _rate(self.cache_read_mtok, total_input, input_rate)
         write_rate = _rate(self.cache_write_mtok, total_input, input_rate)
+        write_1h_rate = _rate(self.cache_write_1h_mtok, total_input, write_rate)
         output_rate = _rate(self.output_mtok, total_input)
+        hour_writes = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
         micro = (
             uncached * input_rate
             + usage.cache_read_tokens * read_rate
-            + usage.cache_write_tokens * write_rate
+            + (usage.cache_write_tokens - hour_writes) * write_rate
+            + hour_writes * write_1h_rate
             + usage.output_tokens * output_rate
         )
         return micro / MILLION
@@ -91,15 +95,14 @@ class PriceBook:
 
 
 def _from_database(model: str, provider_id: str | None, base_url: str | None) -> ModelPrice | None:
-    # A custom base_url is matched by its host first (Groq, Together, ...); a server the
-    # database does not know falls back to matching the model name alone, so that e.g. a
-    # corporate proxy serving "gpt-4o-mini" is priced like OpenAI's. Self-hosted models
-    # should set ``price:`` explicitly (zero is a price).
-    attempts: list[tuple[str | None, str | None]] = (
-        [(provider_id, None), (None, None)]
-        if base_url is None
-        else [(None, base_url), (None, None)]
-    )
+    # A custom base_url is matched by its host first (Groq, Together, ...); then the
+    # provider type's own prices; then the model name alone. Self-hosted models should
+    # set ``price:`` explicitly (zero is a price).
+    attempts: list[tuple[str | None, str | None]] = [(provider_id, None), (None, None)]
+    if base_url is not None:
+        # A proxy or compatible server for a known provider type is priced as that
+        # provider when its host is not in the database.
+        attempts.insert(0, (None, base_url))
     for provider_id, api_url in attempts:
         empty = genai_prices.Usage(input_tokens=0, output_tokens=0)
         try:
@@ -118,5 +121,6 @@ def _from_database(model: str, provider_id: str | None, base_url: str | None) ->
             price.cache_read_mtok,
             price.cache_write_mtok,
             source=f"genai-prices:{found.provider.id}/{found.model.id}",
+            cache_write_1h_mtok=price.cache_write_1h_mtok,
         )
     return None

@@ -48,6 +48,8 @@ class Recorder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # One flush at a time: a reader's flush waits for the writer's batch in flight.
+        self._flushing = asyncio.Lock()
 
     async def start(self) -> int:
         """Replay segments left by crashed processes, then start flushing; returns how many
@@ -79,7 +81,12 @@ class Recorder:
                 await asyncio.sleep(_RETRY_SECONDS)
 
     async def flush(self) -> bool:
-        """Insert everything pending; False (records kept) if the database failed."""
+        """Insert everything pending (and wait for a batch already being inserted);
+        False (records kept) if the database failed."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         segment = self._journal.rotate()
         if segment is not None:
             self._segments.append(segment)

@@ -31,6 +31,7 @@ class Usage:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, those kept for an hour
     reasoning_tokens: int = 0
     estimated: bool = False
 
@@ -84,6 +85,8 @@ def from_anthropic(usage: Any) -> Usage | None:
         output_tokens=_int(usage, "output_tokens"),
         cache_read_tokens=read,
         cache_write_tokens=write,
+        # 1-hour cache writes are billed at their own rate.
+        cache_write_1h_tokens=_int(usage.get("cache_creation"), "ephemeral_1h_input_tokens"),
     )
 
 

@@ -13,6 +13,7 @@ rendering are shared, so a new provider is usually a few dozen lines:
 
 from __future__ import annotations
 
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
@@ -35,6 +36,7 @@ from tollway.providers.transport import Transport, UpstreamResponse
 from tollway.settings import Dialect, ProviderConfig, Timeouts
 from tollway.sse import EventSplitter
 
+log = logging.getLogger("tollway.providers")
 # Client statuses that describe the request itself; they reach the client as they are.
 _CLIENT_STATUSES = frozenset({400, 404, 409, 413, 415, 422})
 _KEYISH = re.compile(r"\b(?:(?:sk|pk|key|tok)[-_][A-Za-z0-9_\-*.]{6,}|AIza[0-9A-Za-z_\-]{20,})")
@@ -132,7 +134,11 @@ class Provider(ABC):
         prefix = f"Provider '{self.name}'"
         if status in (401, 403):
             # The gateway's own credential was refused: the client cannot fix that and
-            # must not learn anything about the credential.
+            # must not learn anything about it; the operator needs the reason.
+            log.warning(
+                "provider refused the gateway's credentials",
+                extra={"fields": {"provider": self.name, "status": status, "detail": detail}},
+            )
             return UpstreamError(f"{prefix} rejected the gateway's credentials.")
         if status == 429:
             headers = {"retry-after": retry_after} if retry_after else {}

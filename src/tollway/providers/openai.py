@@ -5,6 +5,8 @@ https://platform.openai.com/docs/api-reference
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from tollway.dialects.endpoints import Endpoint
 from tollway.providers.base import Provider, UpstreamCall
 from tollway.settings import Dialect
@@ -22,7 +24,7 @@ class OpenAIProvider(Provider):
 
     dialect = Dialect.OPENAI
     endpoints = frozenset(_PATHS)
-    price_provider_id = "openai"
+    price_provider_id: ClassVar[str | None] = "openai"
     default_base_url = "https://api.openai.com/v1"
 
     def url(self, call: UpstreamCall) -> str:

@@ -44,7 +44,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
 
     endpoints = COMPATIBLE_ENDPOINTS
     # OpenAIProvider's "openai" is inferred as str, so mypy sees None as a narrowing.
-    price_provider_id: ClassVar[str | None] = None  # type: ignore[assignment]
+    price_provider_id: ClassVar[str | None] = None
 
 
 class GroqProvider(OpenAICompatibleProvider):

@@ -35,6 +35,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def to_utc(ts: datetime | None) -> datetime | None:
+    """Any timestamp as aware UTC (naive ones are taken as UTC). SQLite keeps wall-clock
+    text, so every stored or compared time must be UTC first."""
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
 def as_utc(ts: datetime | None) -> datetime | None:
     """Treat a naive timestamp from SQLite as UTC."""
     if ts is None:

@@ -23,14 +23,15 @@ KEY_FIELDS = (
 )
 
 
-def status(key: VirtualKey, now: datetime | None = None) -> str:
-    """``active``, ``inactive``, ``revoked`` or ``expired``."""
+def status(key: VirtualKey, project_active: bool = True, now: datetime | None = None) -> str:
+    """``active``, ``inactive`` (the key or its project is switched off), ``revoked`` or
+    ``expired``."""
     if key.revoked_at is not None:
         return "revoked"
     expires = as_utc(key.expires_at)
     if expires is not None and expires <= (now or utcnow()):
         return "expired"
-    return "active" if key.active else "inactive"
+    return "active" if key.active and project_active else "inactive"
 
 
 async def create(
