@@ -209,7 +209,7 @@ def test_models_retrieve(claude: anthropic.Anthropic) -> None:
 
 def test_models_retrieve_unknown(claude: anthropic.Anthropic) -> None:
     try:
-        claude.models.retrieve("claude-nope-0")
+        claude.models.retrieve("no-such-model-0")  # matches no name and no glob
     except anthropic.NotFoundError as error:
         assert error.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     else:

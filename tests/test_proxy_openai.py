@@ -318,7 +318,9 @@ async def test_async_responses_stream(aoai: openai.AsyncOpenAI, fake: FakeUpstre
     assert kinds[-1] == "response.completed"
 
 
-def test_no_secret_in_success_bodies(http: httpx.Client, fake: FakeUpstream, auth: dict) -> None:
+def test_no_secret_in_success_bodies(
+    http: httpx.Client, fake: FakeUpstream, auth: dict[str, str]
+) -> None:
     response = http.post(
         "/v1/chat/completions", json={"model": GPT, "messages": MESSAGES}, headers=auth
     )

@@ -29,7 +29,16 @@ from fake_upstream import (
     completion_events,
     responses_events,
 )
-from harness import CLAUDE, CLAUDE_UPSTREAM, GPT, GPT_UPSTREAM, MASTER_KEY, GatewayServer
+from harness import (
+    ANTHROPIC_UPSTREAM_KEY,
+    CLAUDE,
+    CLAUDE_UPSTREAM,
+    GPT,
+    GPT_UPSTREAM,
+    MASTER_KEY,
+    OPENAI_UPSTREAM_KEY,
+    GatewayServer,
+)
 
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 MESSAGES = [{"role": "user", "content": "Say hello."}]
@@ -418,3 +427,41 @@ def test_usage_is_requested_upstream_but_not_shown_to_the_client(
     assert fake.last().body["stream_options"] == {"include_usage": True}
     assert b'"usage"' in bytes(fake.last().sent)
     assert b'"usage"' not in received
+
+
+def _anthropic_event(name: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + json.dumps(payload).encode() + b"\n\n"
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+def test_provider_key_in_upstream_stream_error_is_redacted(
+    http: httpx.Client, fake: FakeUpstream, dialect: str
+) -> None:
+    leak = f"upstream rejected key {ANTHROPIC_UPSTREAM_KEY} / {OPENAI_UPSTREAM_KEY}"
+    if dialect == "anthropic":
+        first = upstream_events("messages")[0]
+        error = _anthropic_event(
+            "error", {"type": "error", "error": {"type": "api_error", "message": leak}}
+        )
+        kind = "messages"
+    else:
+        first = upstream_events("chat")[0]
+        error = (
+            b"data: " + json.dumps({"error": {"message": leak, "type": "server_error"}}).encode()
+        )
+        error += b"\n\n"
+        kind = "chat"
+    fake.script(Respond(200, first + error, "text/event-stream"))
+    _, chunks = read_stream(http, *STREAMS[kind])
+    assert_no_leak(b"".join(c for _, c in chunks))
+
+
+def test_stream_whose_first_event_is_overloaded_is_a_503(
+    http: httpx.Client, fake: FakeUpstream
+) -> None:
+    overloaded = _anthropic_event(
+        "error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    )
+    fake.script(Respond(200, overloaded, "text/event-stream"))
+    response = http.post(STREAMS["messages"][0], json=STREAMS["messages"][1], headers=AUTH)
+    dialect_error("anthropic", response, 503)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from tollway.errors import BadRequest, PayloadTooLarge
+from tollway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,6 +39,11 @@ def header_map(scope: Scope) -> dict[str, str]:
 
 async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
     """Read the whole request body, refusing more than ``limit`` bytes early."""
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(
+            f"Content-Encoding '{encoding}' is not supported; send the JSON body uncompressed."
+        )
     declared = headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():

@@ -15,7 +15,7 @@ from tollway.asgi import JSON_CONTENT_TYPE, Receive, Scope, Send, header_map, ne
 from tollway.asgi import send_response as send_bytes
 from tollway.auth.directory import KeyDirectory
 from tollway.dialects.render import render_error
-from tollway.errors import MethodNotAllowed, ModelNotFound, TollwayError
+from tollway.errors import MethodNotAllowed, TollwayError
 from tollway.routing.router import Router
 from tollway.settings import Dialect
 
@@ -54,8 +54,8 @@ class Catalog:
     def _entry(self, dialect: Dialect, name: str) -> dict[str, Any]:
         if dialect is Dialect.ANTHROPIC:
             return {"type": "model", "id": name, "display_name": name, "created_at": _EPOCH}
-        plan = self._router.plan_for_listing(name)
-        owner = plan.deployments[0].provider.name if plan else "tollway"
+        plan = self._router.resolve(name)
+        owner = plan.deployments[0].provider.name
         return {"id": name, "object": "model", "created": 0, "owned_by": owner}
 
     def _listing(self, dialect: Dialect) -> bytes:
@@ -73,6 +73,5 @@ class Catalog:
         return orjson.dumps({"object": "list", "data": data})
 
     def _one(self, dialect: Dialect, name: str) -> bytes:
-        if self._router.plan_for_listing(name) is None:
-            raise ModelNotFound(f"The model '{name}' does not exist.", param="model")
+        self._router.resolve(name)  # ModelNotFound unless a name or a glob serves it
         return orjson.dumps(self._entry(dialect, name))

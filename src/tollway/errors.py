@@ -7,6 +7,7 @@
     ├── PaymentRequired              402     budget exhausted
     ├── Forbidden                    403     model or route not allowed for this key
     ├── PayloadTooLarge              413     body over the configured limit
+    ├── UnsupportedMediaType         415     a compressed (Content-Encoding) body
     ├── RateLimited                  429     a limit was hit; carries Retry-After
     ├── UpstreamError                502     the provider failed or answered garbage
     │   ├── UpstreamUnavailable      503     the provider is overloaded or unreachable
@@ -96,6 +97,13 @@ class PayloadTooLarge(TollwayError):
 
     status = 413
     code = "request_too_large"
+
+
+class UnsupportedMediaType(TollwayError):
+    """The body is encoded in a way the gateway does not read."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class RateLimited(TollwayError):

@@ -266,6 +266,7 @@ class Forwarder:
                 translator.stream() if translator is not None else None,
                 progress,
                 lambda: self._finish_stream(record, progress),
+                lambda event: provider.stream_error(event, call),
             )
         finally:
             self._note_progress(record, progress)

@@ -142,7 +142,9 @@ class Pipeline:
             )
 
     async def record_spend(self, record: CallRecord) -> None:
-        """Journal the call's spend record once (estimating usage after a cut stream)."""
+        """Journal the call's spend record once (estimating usage after a cut stream) and
+        settle its budget hold and limits, before the client sees the response end, so the
+        next call already sees this one's cost and tokens."""
         outcome = record.outcome
         if outcome.journaled:
             return
@@ -167,6 +169,7 @@ class Pipeline:
             "metadata": key.metadata if key else {},
         }
         self._meter.complete(outcome, record.admission, fields, record.endpoint)
+        await self._meter.release(outcome, record.admission)
 
     def log(self, record: CallRecord) -> None:
         """One access-log line per call: ids, route, status, timing, tokens, cost."""

@@ -97,6 +97,7 @@ async def send_stream(
     translator: StreamTranslator | None,
     outcome: StreamOutcome,
     finish: Callable[[], Awaitable[None]],
+    error_in: Callable[[bytes], UpstreamError | None],
 ) -> None:
     """Pass SSE events through as they arrive, one flush per event (translated to the
     client's dialect when a translator is given).
@@ -105,7 +106,9 @@ async def send_stream(
     before it raises UpstreamError and may still be retried. After that nothing can be
     retried: an upstream failure becomes an error event in the client's dialect.
     ``finish`` records the call; it runs when the final upstream event arrives and before
-    the client is sent the end of the stream.
+    the client is sent the end of the stream. ``error_in`` recognizes the upstream's own
+    error events: one as the first event is raised (retryable, nothing was sent); later
+    ones end the stream with one error event in the client's dialect, redacted.
     """
     iterator = aiter(events)
     try:
@@ -116,11 +119,22 @@ async def send_stream(
     except BaseException:
         upstream.abort()
         raise
+    failure = error_in(first)
+    if failure is not None:
+        upstream.abort()
+        raise failure
     outcome.first_event_at = time.perf_counter()
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers})
     try:
         event: bytes | None = first
         while event is not None:
+            failure = error_in(event)
+            if failure is not None:
+                raise (
+                    failure
+                    if isinstance(failure, UpstreamError)
+                    else UpstreamError(failure.message)
+                )
             out = meter.observe(event)
             if meter.finished:
                 await finish()

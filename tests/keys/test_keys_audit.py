@@ -166,11 +166,6 @@ def test_filters(api: httpx.Client, trail: dict[str, Any]) -> None:
     assert len(entries(api, to=later)) == 10
 
 
-@pytest.mark.xfail(
-    reason="on SQLite, 'from'/'to' with a non-UTC offset are compared as if the wall-clock "
-    "time were UTC (the offset is dropped), so the same instant selects other entries",
-    strict=True,
-)
 def test_time_filters_honour_the_offset(api: httpx.Client, trail: dict[str, Any]) -> None:
     rows = entries(api)
     fourth = datetime.fromisoformat(rows[3]["ts"].replace("Z", "+00:00"))

@@ -260,21 +260,11 @@ def test_revoked_key_can_still_be_renamed_but_not_reactivated(
     assert ok(api.get(f"/keys/{targets['revoked']}"))["status"] == "revoked"
 
 
-@pytest.mark.xfail(
-    reason="'ttl': true is coerced to 1 before the validator sees it, so a boolean "
-    "silently mints a key that lives one second (parse_ttl's bool check never runs)",
-    strict=True,
-)
 def test_boolean_ttl_is_refused(api: httpx.Client) -> None:
     error = management_error(api.post("/keys", json={"name": "x", "ttl": True}), 422)
     assert error["param"].startswith("ttl")
 
 
-@pytest.mark.xfail(
-    reason="limits beyond the database integer range (rpm/tpm/max_parallel/max_requests) "
-    "pass validation and crash the insert: plain-text 500 'Internal Server Error'",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
@@ -305,11 +295,6 @@ def test_malformed_json_names_the_body(api: httpx.Client) -> None:
     assert management_error(response, 422)["param"] == "body"
 
 
-@pytest.mark.xfail(
-    reason="an unsupported method gets 405 with code 'internal_error' (the HTTPException "
-    "handler wraps it in a bare TollwayError)",
-    strict=True,
-)
 def test_method_not_allowed_has_a_meaningful_code(api: httpx.Client) -> None:
     error = management_error(api.put("/keys", json={}), 405)
     assert error["code"] != "internal_error"

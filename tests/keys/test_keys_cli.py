@@ -224,11 +224,6 @@ def test_failures_are_one_line_and_non_zero(gw: ServedGateway) -> None:
         one_line_error(done, *fragments)
 
 
-@pytest.mark.xfail(
-    reason="doubtful: usage errors (a non-integer --rpm, a missing --name) print typer's "
-    "multi-line usage box on stderr instead of one line",
-    strict=True,
-)
 def test_usage_errors_are_one_line(gw: ServedGateway) -> None:
     one_line_error(tw(gw, "keys", "create", "--name", "x", "--rpm", "abc"), "--rpm")
 

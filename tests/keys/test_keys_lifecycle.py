@@ -117,12 +117,6 @@ def test_no_ttl_means_no_expiry(api: httpx.Client) -> None:
     assert new_key(api)["expires_at"] is None
 
 
-@pytest.mark.xfail(
-    reason="on SQLite, an expires_at with a non-UTC offset is stored as its wall-clock time "
-    "(the offset is dropped): '+05:00' keys live 5 hours longer than asked, '-05:00' keys "
-    "are born expired; the create answer echoes the offset, GET shows the shifted instant",
-    strict=True,
-)
 def test_expires_at_with_an_offset_is_the_same_instant(
     gw: ServedGateway, api: httpx.Client
 ) -> None:
@@ -292,11 +286,6 @@ def test_max_requests_is_enforced_with_a_clear_403(gw: ServedGateway, api: httpx
     assert ok(api.get(f"/keys/{body['id']}"))["request_count"] == 2
 
 
-@pytest.mark.xfail(
-    reason="doubtful: a request refused before reaching the upstream (model not allowed) "
-    "still uses up one of the key's max_requests (counted at authentication)",
-    strict=True,
-)
 def test_refused_request_does_not_use_up_max_requests(gw: ServedGateway, api: httpx.Client) -> None:
     body = new_key(api, max_requests=1, models=[GPT])
     with pytest.raises(openai.PermissionDeniedError):

@@ -596,6 +596,7 @@ async def insert_spend(
     from sqlalchemy import insert
 
     from tollway.store.db import Database
+    from tollway.store.spend import to_pico
     from tollway.store.tables import SpendRecord
 
     request_id = "req_" + os.urandom(12).hex()
@@ -618,6 +619,7 @@ async def insert_spend(
                     cache_write_tokens=0,
                     reasoning_tokens=0,
                     cost_usd=cost,
+                    cost_pico=to_pico(cost),
                     priced=True,
                     estimated=False,
                     status=200,
@@ -630,3 +632,38 @@ async def insert_spend(
     finally:
         await db.aclose()
     return request_id
+
+
+# ----------------------------------------------------------------- pipelined requests
+
+
+def pipelined(port: int, path: str, body: dict[str, Any], secret: str, count: int = 2) -> list[int]:
+    """Send ``count`` identical requests in one write on one keep-alive connection
+    (HTTP/1.1 pipelining): the server starts each as soon as the previous response is
+    complete, with no client round trip in between. Returns the statuses in order."""
+    data = orjson.dumps(body)
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {secret}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
+    statuses: list[int] = []
+    buffer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(request * count)
+        while len(statuses) < count:
+            while b"\r\n\r\n" not in buffer:
+                chunk = sock.recv(65536)
+                assert chunk, "the connection closed early"
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            statuses.append(int(lines[0].split()[1]))
+            fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+            length = int(fields["content-length"])
+            while len(buffer) < length:
+                chunk = sock.recv(65536)
+                assert chunk, "the connection closed early"
+                buffer += chunk
+            buffer = buffer[length:]
+    return statuses

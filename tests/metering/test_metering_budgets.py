@@ -27,6 +27,7 @@ from metering_support import (
     insert_spend,
     new_key,
     new_project,
+    pipelined,
     spend,
     wait_for_requests,
 )
@@ -372,24 +373,15 @@ def test_reservation_covers_the_priciest_fallback(
     assert up.requests == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A call's budget hold is settled to its actual cost only after its response "
-    "has been sent (Meter.release runs after the pipeline finishes), so a call made right "
-    "after a response can be refused for money the previous call did not spend: here "
-    "~1 in 3 of the second calls got 402 although $16 - $6 leaves room for $10.",
-)
 def test_next_call_sees_the_settled_cost(
-    mgw: GatewayServer, up: MeteredUpstream, api: httpx.Client, http: httpx.Client
+    mgw: GatewayServer, up: MeteredUpstream, api: httpx.Client
 ) -> None:
     up.script(Metered(Tokens(input=17, output=6)), path="/v1/chat/completions", persistent=True)
     refused = 0
-    for _ in range(20):
+    for _ in range(10):
         key = new_key(api, max_budget_usd="16")
-        headers = {"authorization": f"Bearer {key['key']}"}
-        first = http.post("/v1/chat/completions", json=chat_body(), headers=headers)
-        assert first.status_code == 200
-        # $6 spent, $10 left: exactly one more $10 reservation fits.
-        second = http.post("/v1/chat/completions", json=chat_body(), headers=headers)
-        refused += second.status_code == 402
+        # The first call reserves $10 and spends $6: exactly one more $10 call fits.
+        statuses = pipelined(mgw.port, "/v1/chat/completions", chat_body(), key["key"])
+        assert statuses[0] == 200
+        refused += statuses[1] == 402
     assert refused == 0

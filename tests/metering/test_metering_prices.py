@@ -124,3 +124,39 @@ def test_lookup_by_unknown_host_falls_back_to_the_model_name() -> None:
     usage = Usage(input_tokens=5000, output_tokens=500, cache_read_tokens=1000)
     assert proxied.cost(usage) == direct.cost(usage)
     assert book.lookup("no-such-model-anywhere-xyz", Dialect.OPENAI, None, None) is None
+
+
+@pytest.mark.parametrize(
+    "model", ["claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5", "claude-3-5-haiku-latest"]
+)
+@pytest.mark.parametrize(
+    ("total", "writes", "hour_writes"),
+    [(10_000, 4_000, 3_000), (10_000, 4_000, 4_000), (250_000, 60_000, 20_000)],
+)
+def test_one_hour_cache_writes_equal_genai_prices(
+    model: str, total: int, writes: int, hour_writes: int
+) -> None:
+    price = PriceBook().lookup(model, Dialect.ANTHROPIC, None, None)
+    assert price is not None
+    ours = price.cost(
+        Usage(
+            input_tokens=total,
+            output_tokens=500,
+            cache_read_tokens=1_000,
+            cache_write_tokens=writes,
+            cache_write_1h_tokens=hour_writes,
+        )
+    )
+    theirs = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=total,
+            output_tokens=500,
+            cache_read_tokens=1_000,
+            cache_write_tokens=writes,
+            cache_write_5m_tokens=writes - hour_writes,
+            cache_write_1h_tokens=hour_writes,
+        ),
+        model,
+        provider_id="anthropic",
+    ).total_price
+    assert ours == theirs

@@ -44,13 +44,14 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
 ) -> None:
     """Run the gateway."""
-    from tollway.server import serve as run_server
-    from tollway.store.migrate import MigrationError
-
     try:
         settings = load_settings(config, {"host": host, "port": port, "workers": workers})
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    # Imported once the config is known good: a bad config fails at once.
+    from tollway.server import serve as run_server
+    from tollway.store.migrate import MigrationError
+
     key, generated = ensure_master_key(settings)
     if generated:
         typer.echo(

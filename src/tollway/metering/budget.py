@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from tollway.errors import PaymentRequired
 from tollway.store.db import Database
+from tollway.store.spend import from_pico
 from tollway.store.tables import SpendRecord
 
 NANO = Decimal(1_000_000_000)
@@ -99,8 +100,8 @@ async def spent_in_db(db: Database, kind: str, owner_id: str, since: datetime) -
     column = SpendRecord.key_id if kind == "key" else SpendRecord.project_id
     async with db.reader() as session:
         total = await session.scalar(
-            select(func.coalesce(func.sum(SpendRecord.cost_usd), 0)).where(
+            select(func.coalesce(func.sum(SpendRecord.cost_pico), 0)).where(
                 column == owner_id, SpendRecord.ts >= since
             )
         )
-    return to_nano(Decimal(str(total or 0)))
+    return to_nano(from_pico(int(total or 0)))

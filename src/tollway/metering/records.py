@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tollway.metering.journal import Journal
 from tollway.store.db import Database
+from tollway.store.spend import to_pico
 from tollway.store.tables import SpendRecord
 
 log = logging.getLogger("tollway.metering")
@@ -33,6 +34,7 @@ def to_row(record: dict[str, Any]) -> dict[str, Any]:
     row = dict(record)
     row["ts"] = datetime.fromisoformat(str(record["ts"]))
     row["cost_usd"] = Decimal(str(record["cost_usd"]))
+    row["cost_pico"] = to_pico(row["cost_usd"])
     row["metadata_"] = row.pop("metadata", None) or {}
     return row
 

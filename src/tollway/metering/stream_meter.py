@@ -108,12 +108,17 @@ class StreamMeter:
         if isinstance(output, int):
             usage.output_tokens = output  # cumulative, per the streaming docs
         if isinstance(delta.get("input_tokens"), int):
-            # Newer servers repeat the final input counts here; they win.
-            final = from_anthropic(delta)
-            if final is not None:
-                usage.input_tokens = final.input_tokens
-                usage.cache_read_tokens = final.cache_read_tokens
-                usage.cache_write_tokens = final.cache_write_tokens
+            # Newer servers repeat the final input counts here; the fields they give win,
+            # the ones they leave out (or null) keep message_start's values.
+            read = delta.get("cache_read_input_tokens")
+            write = delta.get("cache_creation_input_tokens")
+            if isinstance(read, int):
+                usage.cache_read_tokens = read
+            if isinstance(write, int):
+                usage.cache_write_tokens = write
+            usage.input_tokens = (
+                delta["input_tokens"] + usage.cache_read_tokens + usage.cache_write_tokens
+            )
         self.usage = usage
 
     def generated_text(self) -> str:

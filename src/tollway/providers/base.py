@@ -122,6 +122,31 @@ class Provider(ABC):
         """Reads usage from this provider's stream events."""
         return StreamMeter(endpoint, strip_usage)
 
+    def stream_error(self, event: bytes, call: UpstreamCall | None = None) -> UpstreamError | None:
+        """The error an upstream stream event reports, if it is an error event (OpenAI:
+        ``data: {"error": ...}``; Anthropic: ``event: error``), with its message redacted."""
+        if b"error" not in event[:48]:
+            return None
+        data = _event_data(event)
+        if not isinstance(data, dict):
+            return None
+        error = data.get("error")
+        if not isinstance(error, dict):
+            # The Responses API puts the error's fields at the top of an "error" event.
+            error = data if data.get("type") == "error" and "message" in data else None
+        if error is None or not (data.get("type") == "error" or event.startswith(b"data:")):
+            return None
+        detail = self.redact(str(error.get("message") or ""), call)
+        kind = str(error.get("type") or "")
+        message = f"Provider '{self.name}' reported an error mid-stream" + (
+            f": {detail}" if detail else "."
+        )
+        if kind == "overloaded_error":
+            return UpstreamUnavailable(message)
+        if kind in ("rate_limit_error", "rate_limit_exceeded"):
+            return UpstreamUnavailable(message, code="upstream_rate_limited")
+        return UpstreamError(message)
+
     def api_key(self, call: UpstreamCall) -> str | None:
         """The credential for this call: the project's own, else the provider's."""
         return call.credential or self._api_key
@@ -166,6 +191,14 @@ class Provider(ABC):
     async def aclose(self) -> None:
         """Release pooled connections."""
         await self._transport.aclose()
+
+
+def _event_data(event: bytes) -> object:
+    lines = [line[5:].strip() for line in event.splitlines() if line.startswith(b"data:")]
+    try:
+        return orjson.loads(b"\n".join(lines)) if lines else None
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _error_message(body: bytes) -> str:

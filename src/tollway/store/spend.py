@@ -57,7 +57,7 @@ _TOTALS = (
     func.coalesce(func.sum(SpendRecord.output_tokens), 0).label("output_tokens"),
     func.coalesce(func.sum(SpendRecord.cache_read_tokens), 0).label("cache_read_tokens"),
     func.coalesce(func.sum(SpendRecord.cache_write_tokens), 0).label("cache_write_tokens"),
-    func.coalesce(func.sum(SpendRecord.cost_usd), 0).label("cost_usd"),
+    func.coalesce(func.sum(SpendRecord.cost_pico), 0).label("cost_usd"),
     func.coalesce(func.sum(case((SpendRecord.priced.is_(False), 1), else_=0)), 0).label(
         "unpriced_requests"
     ),
@@ -69,7 +69,7 @@ _TOTALS = (
 
 def _row(mapping: Any) -> dict[str, Any]:
     out = dict(mapping)
-    out["cost_usd"] = Decimal(str(out["cost_usd"] or 0))
+    out["cost_usd"] = from_pico(int(out["cost_usd"] or 0))
     for name in (
         "requests",
         "input_tokens",
@@ -103,7 +103,7 @@ async def report(
             select(column, *_TOTALS)
             .where(*conditions)
             .group_by(column)
-            .order_by(func.sum(SpendRecord.cost_usd).desc(), column)
+            .order_by(func.sum(SpendRecord.cost_pico).desc(), column)
         )
         groups = [_row(row) for row in (await session.execute(query)).mappings().all()]
     return groups, _row(totals)
@@ -119,6 +119,19 @@ async def total_cost(
     """Recorded cost of a key or project (since a time)."""
     conditions = _filters(since, None, key_id, project_id)
     value = await session.scalar(
-        select(func.coalesce(func.sum(SpendRecord.cost_usd), 0)).where(*conditions)
+        select(func.coalesce(func.sum(SpendRecord.cost_pico), 0)).where(*conditions)
     )
-    return Decimal(str(value or 0))
+    return from_pico(int(value or 0))
+
+
+PICO = Decimal(10) ** 12
+
+
+def to_pico(amount: Decimal) -> int:
+    """USD to integer pico-dollars (exact for every price in the database)."""
+    return int((amount * PICO).to_integral_value())
+
+
+def from_pico(value: int) -> Decimal:
+    """Integer pico-dollars to USD."""
+    return Decimal(value) / PICO

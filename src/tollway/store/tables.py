@@ -160,6 +160,9 @@ class SpendRecord(Base):
     cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))
+    # The same cost in integer pico-dollars: SQLite has no exact decimal arithmetic, so
+    # every SUM runs on this column.
+    cost_pico: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     priced: Mapped[bool] = mapped_column(Boolean, default=True)
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[int] = mapped_column(Integer)
