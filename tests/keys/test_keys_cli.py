@@ -352,12 +352,6 @@ def test_migrate_failures_are_one_line(tmp_path: Path, upstream_server: FakeUpst
     one_line_error(missing, "missing")
 
 
-@pytest.mark.xfail(
-    reason="an unsupported database_url scheme (mysql://) makes 'tollway migrate' and "
-    "'tollway serve' die with a full traceback (ValueError from the engine) instead of a "
-    "one-line config error",
-    strict=True,
-)
 @pytest.mark.parametrize("command", ["migrate", "serve"])
 def test_unsupported_database_url_is_a_one_line_config_error(
     tmp_path: Path, upstream_server: FakeUpstream, command: str

@@ -100,11 +100,6 @@ def test_deactivated_project_blocks_its_keys_until_reactivated(
     assert message(gw, key).content[0].text == TEXT
 
 
-@pytest.mark.xfail(
-    reason="doubtful: a key whose project is deactivated still shows status 'active' and "
-    "is listed by ?active=true, although every request with it gets 401",
-    strict=True,
-)
 def test_key_of_a_deactivated_project_is_not_listed_as_active(api: httpx.Client) -> None:
     project = new_project(api, unique("dormant"))
     body = new_key(api, project=project["name"])

@@ -17,7 +17,7 @@ from tollway import __version__
 from tollway.admin import admin_keys, audit, keys, projects, providers, spend
 from tollway.admin.deps import GUARD_MARK, AdminContext
 from tollway.dialects.render import render_error
-from tollway.errors import BadRequest, NotFound, TollwayError
+from tollway.errors import BadRequest, MethodNotAllowed, NotFound, TollwayError
 from tollway.settings import Dialect
 
 log = logging.getLogger("tollway.admin")
@@ -53,12 +53,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(wrapped), status_code=422)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
-        wrapped = (
-            NotFound("Not found.") if error.status_code == 404 else TollwayError(str(error.detail))
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        wrapped: TollwayError
+        if error.status_code == 404:
+            wrapped = NotFound(f"Unknown route: {request.method} {request.url.path}.")
+        elif error.status_code == 405:
+            wrapped = MethodNotAllowed(f"{request.method} is not allowed here.")
+        else:
+            wrapped = BadRequest(str(error.detail))
+            wrapped.status = error.status_code
+        return JSONResponse(
+            error_body(wrapped), status_code=wrapped.status, headers=dict(error.headers or {})
         )
-        wrapped.status = error.status_code
-        return JSONResponse(error_body(wrapped), status_code=error.status_code)
 
 
 def error_body(error: TollwayError) -> object:

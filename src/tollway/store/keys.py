@@ -79,19 +79,28 @@ def filtered(
     metadata: dict[str, str],
     limit: int,
     offset: int,
-) -> Select[VirtualKey]:
-    """Keys matching the filters, newest first."""
-    query = select(VirtualKey).order_by(VirtualKey.created_at.desc(), VirtualKey.id)
+) -> Select[VirtualKey, bool]:
+    """Keys matching the filters with their project's active flag, newest first."""
+    query = (
+        select(VirtualKey, Project.active)
+        .join(Project, Project.id == VirtualKey.project_id)
+        .order_by(VirtualKey.created_at.desc(), VirtualKey.id)
+    )
     if project_id is not None:
         query = query.where(VirtualKey.project_id == project_id)
     if active is True:
-        query = query.where(VirtualKey.active.is_(True), VirtualKey.revoked_at.is_(None))
-        query = query.where((VirtualKey.expires_at.is_(None)) | (VirtualKey.expires_at > utcnow()))
+        query = query.where(
+            VirtualKey.active.is_(True),
+            VirtualKey.revoked_at.is_(None),
+            Project.active.is_(True),
+            (VirtualKey.expires_at.is_(None)) | (VirtualKey.expires_at > utcnow()),
+        )
     elif active is False:
         query = query.where(
             (VirtualKey.active.is_(False))
             | (VirtualKey.revoked_at.is_not(None))
             | (VirtualKey.expires_at <= utcnow())
+            | (Project.active.is_(False))
         )
     for field, value in metadata.items():
         query = query.where(VirtualKey.metadata_[field].as_string() == value)
