@@ -13,6 +13,7 @@ import orjson
 
 from tollway.asgi import JSON_CONTENT_TYPE, Receive, Scope, Send, header_map, new_request_id
 from tollway.asgi import send_response as send_bytes
+from tollway.auth.credentials import Principal
 from tollway.auth.directory import KeyDirectory
 from tollway.dialects.render import render_error
 from tollway.errors import MethodNotAllowed, TollwayError
@@ -37,10 +38,10 @@ class Catalog:
         try:
             if scope["method"] != "GET":
                 raise MethodNotAllowed("Use GET to list models.", headers={"allow": "GET"})
-            await self._directory.authenticate(headers)
+            principal = await self._directory.authenticate(headers)
             path: str = scope["path"]
             if path.rstrip("/") == "/v1/models":
-                body = self._listing(dialect)
+                body = self._listing(dialect, principal)
             else:
                 body = self._one(dialect, path.removeprefix("/v1/models/"))
             status = 200
@@ -58,8 +59,10 @@ class Catalog:
         owner = plan.deployments[0].provider.name
         return {"id": name, "object": "model", "created": 0, "owned_by": owner}
 
-    def _listing(self, dialect: Dialect) -> bytes:
-        names = self._router.names()
+    def _listing(self, dialect: Dialect, principal: Principal) -> bytes:
+        # A key sees the models it may use.
+        key = principal.key
+        names = [name for name in self._router.names() if key is None or key.allows(name)]
         data = [self._entry(dialect, name) for name in names]
         if dialect is Dialect.ANTHROPIC:
             return orjson.dumps(

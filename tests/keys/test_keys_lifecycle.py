@@ -285,6 +285,12 @@ def test_max_requests_is_enforced_with_a_clear_403(gw: ServedGateway, api: httpx
     assert "requests" in again.value.message
     assert ok(api.get(f"/keys/{body['id']}"))["request_count"] == 2
 
+    # Raising the allowance lets the key work again, at once.
+    ok(api.patch(f"/keys/{body['id']}", json={"max_requests": 3}))
+    assert chat(gw, body["key"]).choices[0].message.content == TEXT
+    with pytest.raises(openai.PermissionDeniedError):
+        chat(gw, body["key"])
+
 
 def test_refused_request_does_not_use_up_max_requests(gw: ServedGateway, api: httpx.Client) -> None:
     body = new_key(api, max_requests=1, models=[GPT])
@@ -371,6 +377,14 @@ def test_list_filters(api: httpx.Client) -> None:
     assert newest_first[0]["id"] == gone["id"]
     page = ok(api.get("/keys", params={"metadata.run": run, "limit": 2, "offset": 1}))
     assert [row["id"] for row in page] == [row["id"] for row in newest_first[1:3]]
+
+
+def test_metadata_filter_matches_numbers_and_booleans(api: httpx.Client) -> None:
+    run = unique("typed")
+    body = new_key(api, metadata={"run": run, "tier": 3, "vip": True})
+    for field, value in (("tier", "3"), ("vip", "true")):
+        found = ok(api.get("/keys", params={"metadata.run": run, f"metadata.{field}": value}))
+        assert [row["id"] for row in found] == [body["id"]], field
 
 
 # --------------------------------------------------------------------------- secrecy

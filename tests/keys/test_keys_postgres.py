@@ -211,6 +211,13 @@ def test_expires_at_with_an_offset_on_postgres(pgw: ServedGateway, api: httpx.Cl
         assert chat(pgw, body["key"]).choices[0].message.content == TEXT
 
 
+def test_metadata_filter_matches_numbers_and_booleans_on_postgres(api: httpx.Client) -> None:
+    body = new_key(api, name="pg typed", metadata={"run": "pg-typed", "tier": 3, "vip": True})
+    for field, value in (("tier", "3"), ("vip", "true")):
+        params = {"metadata.run": "pg-typed", f"metadata.{field}": value}
+        assert [row["id"] for row in ok(api.get("/keys", params=params))] == [body["id"]]
+
+
 def test_audit_time_filters_on_postgres(api: httpx.Client) -> None:
     rows = ok(api.get("/audit", params={"limit": 1000}))
     assert len(rows) >= 3

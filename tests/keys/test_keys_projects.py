@@ -204,6 +204,16 @@ def test_credentials_for_an_unknown_provider_are_refused(api: httpx.Client) -> N
     assert management_error(response, (400, 422))["param"].startswith("credentials")
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["", "   ", "sk-proj-abc\r\nX-Injected: 1", "sk-proj-\u0000abc"],
+    ids=["empty", "blank", "crlf", "nul"],
+)
+def test_unusable_credentials_are_refused(api: httpx.Client, value: str) -> None:
+    response = api.post("/projects", json={"name": unique("cred"), "credentials": {"oa": value}})
+    assert management_error(response, (400, 422))["param"].startswith("credentials")
+
+
 def test_key_of_a_named_project_uses_it(api: httpx.Client) -> None:
     project = new_project(api, unique("owner"))
     by_name = new_key(api, project=project["name"])

@@ -158,6 +158,15 @@ def test_revoked_admin_key_is_401(gw: ServedGateway) -> None:
             management_error(client.post("/keys", json={"name": "x"}), 401)
 
 
+def test_revoking_an_admin_key_twice_is_audited_once(gw: ServedGateway) -> None:
+    with gw.admin() as master:
+        body = created(master.post("/admin-keys", json={"name": unique("twice"), "role": "viewer"}))
+        assert ok(master.delete(f"/admin-keys/{body['id']}"))["active"] is False
+        assert ok(master.delete(f"/admin-keys/{body['id']}"))["active"] is False
+        entries = ok(master.get("/audit", params={"target": body["id"]}))
+    assert [entry["action"] for entry in entries] == ["admin_key.revoked", "admin_key.created"]
+
+
 def test_admin_and_master_headers(gw: ServedGateway, role_keys: dict[str, str]) -> None:
     for header in ("x-api-key", "api-key", "x-goog-api-key"):
         with httpx.Client(base_url=gw.url + "/api/v1", headers={header: MASTER_KEY}) as client:

@@ -13,6 +13,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -197,3 +198,40 @@ def test_deactivation_and_reactivation_reach_every_worker(
     ok(api.patch(f"/projects/{project['id']}", json={"active": True}))
     revoked, _ = caller.until_both(body["key"], minimum=20, each=5)
     assert set(revoked) == {401}, revoked
+
+
+def test_max_requests_is_exact_across_workers(wgw: ServedGateway, api: httpx.Client) -> None:
+    body = new_key(api, name=unique("quota"), max_requests=10)
+
+    def one(_: int) -> int:
+        with httpx.Client(timeout=10) as client:  # a fresh connection per request
+            response = client.post(
+                wgw.url + "/v1/chat/completions",
+                headers={"authorization": f"Bearer {body['key']}"},
+                content=BODY,
+            )
+            return response.status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = Counter(pool.map(one, range(30)))
+    assert statuses == Counter({200: 10, 403: 20}), statuses
+    assert ok(api.get(f"/keys/{body['id']}"))["request_count"] == 10
+
+
+def test_concurrent_admin_writes_keep_the_audit_chain(wgw: ServedGateway) -> None:
+    def write(index: int) -> int:
+        with wgw.admin() as client:  # a fresh connection per request
+            if index % 3 == 0:
+                response = client.patch("/projects/default", json={"metadata": {"i": index}})
+            else:
+                response = client.post("/keys", json={"name": f"concurrent {index}"})
+            return response.status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = Counter(pool.map(write, range(45)))
+    assert statuses == Counter({201: 30, 200: 15}), statuses
+    with wgw.admin() as client:
+        result = ok(client.get("/audit/verify"))
+        entries = ok(client.get("/audit", params={"limit": 1000}))
+    assert result["ok"] is True, result
+    assert sorted(entry["seq"] for entry in entries) == list(range(1, result["entries"] + 1))

@@ -60,6 +60,8 @@ async def revoke_admin_key(admin_key_id: str, ctx: Context, caller: Caller) -> A
         row = await session.get(AdminKey, admin_key_id)
         if row is None:
             raise NotFound(f"No admin key with id '{admin_key_id}'.")
+        if not row.active:
+            return admin_key_public(row)  # already revoked: nothing to record twice
         row.active = False
         await append(
             session,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from tollway.admin.deps import Caller, Context, require_role
 from tollway.admin.schemas import KeyCreate, KeyCreated, KeyPublic, KeyUpdate, parse_ttl
-from tollway.admin.views import key_public, spend_summary
+from tollway.admin.views import key_public, project_filter, spend_summary
 from tollway.audit.chain import append
 from tollway.errors import BadRequest, NotFound
 from tollway.store import keys as key_store
@@ -84,14 +84,14 @@ async def list_keys(
         if name.startswith("metadata.") and len(name) > len("metadata.")
     }
     async with ctx.db.reader() as session:
-        project_id = None
-        if project is not None:
-            found = await project_store.find(session, project)
-            if found is None:
-                raise BadRequest(f"Unknown project '{project}'.", param="project")
-            project_id = found.id
+        project_id = await project_filter(session, project)
         query = key_store.filtered(
-            project_id=project_id, active=active, metadata=metadata, limit=limit, offset=offset
+            project_id=project_id,
+            active=active,
+            metadata=metadata,
+            limit=limit,
+            offset=offset,
+            dialect=session.get_bind().dialect.name,
         )
         rows: list[Any] = list((await session.execute(query)).all())
     return [key_public(key, bool(project_active)) for key, project_active in rows]

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -58,6 +59,18 @@ def _no_nul(value: Any, where: str) -> None:
             _no_nul(item, where)
 
 
+def _header_safe(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value) or value != value.strip():
+        raise ValueError("must not contain spaces at the ends or control characters")
+    return value
+
+
+# A provider credential is sent in a header: it must be a non-empty, single-line token.
+Credential = Annotated[str, AfterValidator(_header_safe)]
+
+
 class Body(BaseModel):
     """Request bodies reject unknown fields (a typo must not pass silently) and NUL
     characters (databases refuse them in text)."""
@@ -69,7 +82,8 @@ class Body(BaseModel):
     def _text_is_storable(cls, data: Any) -> Any:
         if isinstance(data, dict):
             for name, value in data.items():
-                _no_nul(value, str(name))
+                if name != "credentials":  # checked field by field, named precisely
+                    _no_nul(value, str(name))
         return data
 
 
@@ -118,8 +132,11 @@ class KeyCreate(Limits):
         if value is None:
             return None
         value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-        if value <= datetime.now(UTC):
+        now = datetime.now(UTC)
+        if value <= now:
             raise ValueError("expires_at must be in the future")
+        if (value - now).total_seconds() > MAX_TTL_SECONDS:
+            raise ValueError("expires_at must be at most 10 years away")
         return value
 
 
@@ -177,7 +194,7 @@ class ProjectCreate(Limits):
     """``POST /api/v1/projects``."""
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    credentials: dict[str, str] | None = Field(
+    credentials: dict[str, Credential] | None = Field(
         None, description="Provider name -> API key, used instead of the global ones."
     )
 
@@ -186,7 +203,7 @@ class ProjectUpdate(Limits):
     """``PATCH /api/v1/projects/{id}``."""
 
     active: bool | None = None
-    credentials: dict[str, str] | None = None
+    credentials: dict[str, Credential] | None = None
 
 
 class ProjectPublic(BaseModel):

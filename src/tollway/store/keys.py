@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.epoch import bump
@@ -79,6 +79,7 @@ def filtered(
     metadata: dict[str, str],
     limit: int,
     offset: int,
+    dialect: str,
 ) -> Select[VirtualKey, bool]:
     """Keys matching the filters with their project's active flag, newest first."""
     query = (
@@ -103,8 +104,26 @@ def filtered(
             | (Project.active.is_(False))
         )
     for field, value in metadata.items():
-        query = query.where(VirtualKey.metadata_[field].as_string() == value)
+        query = query.where(metadata_matches(VirtualKey.metadata_, field, value, dialect))
     return query.limit(limit).offset(offset)
+
+
+def metadata_matches(column: Any, field: str, value: str, dialect: str) -> Any:
+    """``metadata.<field> == value`` as text, on every database alike: SQLite's JSON
+    functions return booleans as 1/0 and numbers as numbers, so those are compared by
+    JSON type there (Postgres' ``->>`` already gives ``true`` and ``42``)."""
+    text = column[field].as_string() == value
+    if dialect != "sqlite":
+        return text
+    path = '$."' + field.replace('"', '""') + '"'
+    kind = func.json_type(column, path)
+    if value in ("true", "false"):
+        return or_(text, kind == value)
+    try:
+        number = float(value)
+    except ValueError:
+        return text
+    return or_(text, and_(kind.in_(("integer", "real")), column[field].as_float() == number))
 
 
 async def get(session: AsyncSession, key_id: str) -> VirtualKey | None:
