@@ -32,6 +32,7 @@ from tollway.routing.retry import backoff, retryable, unhealthy
 from tollway.routing.router import Plan, Route, Router
 from tollway.settings import Dialect, RetryConfig
 from tollway.translate.base import Translator
+from tollway.translate.openai_chat import wants_usage
 from tollway.translate.registry import translation
 
 if TYPE_CHECKING:
@@ -139,11 +140,11 @@ class Forwarder:
         body: bytes | None = None
         if endpoint is Endpoint.COUNT_TOKENS or provider.supports(endpoint):
             body_payload = {**payload, "model": route.upstream_model}
-            if info.stream and endpoint in _USAGE_ON_REQUEST and provider.dialect is Dialect.OPENAI:
-                options = payload.get("stream_options")
-                if not (isinstance(options, dict) and options.get("include_usage") is True):
-                    body_payload["stream_options"] = {**(options or {}), "include_usage": True}
-                    record.strip_usage = True
+            openai_stream = info.stream and provider.dialect is Dialect.OPENAI
+            if openai_stream and endpoint in _USAGE_ON_REQUEST and not wants_usage(payload):
+                options = payload.get("stream_options") or {}
+                body_payload["stream_options"] = {**options, "include_usage": True}
+                record.strip_usage = True
             if route.upstream_model == info.model and not record.strip_usage:
                 body = record.body  # nothing to change: forward the client's bytes as sent
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.admin.deps import Caller, Context, require_role
 from tollway.admin.schemas import ProjectCreate, ProjectPublic, ProjectUpdate, RevokeResult
@@ -12,6 +13,7 @@ from tollway.admin.views import project_public, spend_summary
 from tollway.audit.chain import append
 from tollway.errors import BadRequest, NotFound
 from tollway.store import projects as project_store
+from tollway.store.tables import Project
 
 router = APIRouter(
     prefix="/projects", tags=["projects"], dependencies=[Depends(require_role("operator"))]
@@ -26,6 +28,13 @@ def _check_credentials(body: ProjectCreate | ProjectUpdate, known: frozenset[str
                 f"credentials: unknown provider '{name}' (configured: {listed}).",
                 param=f"credentials.{name}",
             )
+
+
+async def _project(session: AsyncSession, ref: str) -> Project:
+    project = await project_store.find(session, ref)
+    if project is None:
+        raise NotFound(f"No project '{ref}'.")
+    return project
 
 
 def _audited(body: ProjectCreate | ProjectUpdate) -> dict[str, object]:
@@ -73,9 +82,7 @@ async def show_project(project_ref: str, ctx: Context) -> ProjectPublic:
     """One project, by id or name."""
     await ctx.recorder.flush()
     async with ctx.db.reader() as session:
-        project = await project_store.find(session, project_ref)
-        if project is None:
-            raise NotFound(f"No project '{project_ref}'.")
+        project = await _project(session, project_ref)
         public = project_public(project, ctx.server_keys)
         public.spend_usd = await spend_summary(
             session, project.budget_period, project_id=project.id
@@ -91,9 +98,7 @@ async def update_project(
     keys stop working on the next request."""
     _check_credentials(body, ctx.provider_names)
     async with ctx.db.transaction() as session:
-        project = await project_store.find(session, project_ref)
-        if project is None:
-            raise NotFound(f"No project '{project_ref}'.")
+        project = await _project(session, project_ref)
         await project_store.apply_update(
             session, ctx.server_keys, project, body.model_dump(exclude_unset=True)
         )
@@ -113,9 +118,7 @@ async def update_project(
 async def revoke_project_keys(project_ref: str, ctx: Context, caller: Caller) -> RevokeResult:
     """Revoke every key of a project at once."""
     async with ctx.db.transaction() as session:
-        project = await project_store.find(session, project_ref)
-        if project is None:
-            raise NotFound(f"No project '{project_ref}'.")
+        project = await _project(session, project_ref)
         count = await project_store.revoke_keys(session, project.id)
         await append(
             session,

@@ -10,9 +10,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from tollway.admin.deps import Context, require_role
-from tollway.admin.views import money
+from tollway.admin.views import money, project_filter
 from tollway.errors import BadRequest
-from tollway.store import projects as project_store
 from tollway.store import spend as spend_store
 from tollway.store.ids import to_utc
 
@@ -75,12 +74,7 @@ async def spend_report(
         raise BadRequest("'from' must be before 'to'.", param="from")
     await ctx.recorder.flush()
     async with ctx.db.reader() as session:
-        project_id = None
-        if project is not None:
-            found = await project_store.find(session, project)
-            if found is None:
-                raise BadRequest(f"Unknown project '{project}'.", param="project")
-            project_id = found.id
+        project_id = await project_filter(session, project)
         groups, totals = await spend_store.report(
             session,
             group_by=group_by,

@@ -1,9 +1,10 @@
-"""Rows to public schemas."""
+"""Rows to public schemas, and the lookups the management routers share."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +16,7 @@ from tollway.admin.schemas import (
     SpendSummary,
 )
 from tollway.auth.secrets import ServerKeys
+from tollway.errors import BadRequest
 from tollway.metering.budget import period_start
 from tollway.store import keys as key_store
 from tollway.store import projects as project_store
@@ -53,6 +55,30 @@ async def spend_summary(
     )
 
 
+async def project_filter(session: AsyncSession, project: str | None) -> str | None:
+    """The id of the project a ``project`` query parameter names (id or name), if any."""
+    if project is None:
+        return None
+    found = await project_store.find(session, project)
+    if found is None:
+        raise BadRequest(f"Unknown project '{project}'.", param="project")
+    return found.id
+
+
+def _limits_and_times(row: VirtualKey | Project) -> dict[str, Any]:
+    """The fields keys and projects show alike: limits, metadata and timestamps."""
+    return {
+        "max_budget_usd": money(row.max_budget_usd),
+        "budget_period": row.budget_period,
+        "rpm": row.rpm,
+        "tpm": row.tpm,
+        "max_parallel": row.max_parallel,
+        "metadata": row.metadata_ or {},
+        "created_at": as_utc(row.created_at),
+        "updated_at": as_utc(row.updated_at),
+    }
+
+
 def key_public(key: VirtualKey, project_active: bool = True) -> KeyPublic:
     """A key's public fields."""
     return KeyPublic(
@@ -65,17 +91,10 @@ def key_public(key: VirtualKey, project_active: bool = True) -> KeyPublic:
         revoked_at=as_utc(key.revoked_at),
         expires_at=as_utc(key.expires_at),
         models=key.models,
-        max_budget_usd=money(key.max_budget_usd),
-        budget_period=key.budget_period,
-        rpm=key.rpm,
-        tpm=key.tpm,
-        max_parallel=key.max_parallel,
         max_requests=key.max_requests,
         request_count=key.request_count,
-        metadata=key.metadata_ or {},
         created_by=key.created_by,
-        created_at=as_utc(key.created_at),
-        updated_at=as_utc(key.updated_at),
+        **_limits_and_times(key),
     )
 
 
@@ -85,15 +104,8 @@ def project_public(project: Project, server_keys: ServerKeys) -> ProjectPublic:
         id=project.id,
         name=project.name,
         active=project.active,
-        max_budget_usd=money(project.max_budget_usd),
-        budget_period=project.budget_period,
-        rpm=project.rpm,
-        tpm=project.tpm,
-        max_parallel=project.max_parallel,
-        metadata=project.metadata_ or {},
         credential_providers=sorted(project_store.open_credentials(server_keys, project)),
-        created_at=as_utc(project.created_at),
-        updated_at=as_utc(project.updated_at),
+        **_limits_and_times(project),
     )
 
 

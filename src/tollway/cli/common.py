@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -27,6 +28,16 @@ DataDirOption = Annotated[
     Path, typer.Option("--data-dir", envvar="TOLLWAY_DATA_DIR", help="The gateway's data dir.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+# The limits keys and projects share.
+BudgetOption = Annotated[Decimal | None, typer.Option("--budget", help="Max spend in USD.")]
+PeriodOption = Annotated[str | None, typer.Option("--budget-period", help="day or month.")]
+RpmOption = Annotated[int | None, typer.Option(help="Requests per minute.")]
+TpmOption = Annotated[int | None, typer.Option(help="Tokens per minute.")]
+ParallelOption = Annotated[int | None, typer.Option("--max-parallel", help="Concurrent requests.")]
+MetaOption = Annotated[
+    list[str] | None, typer.Option("--meta", help="Metadata name=value (repeat).")
+]
 
 
 def die(message: str) -> NoReturn:
@@ -76,6 +87,39 @@ def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, str]:
             die(f"{option} takes name=value, got {pair!r}")
         out[name] = value
     return out
+
+
+def given(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields whose option was given (not None)."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def limit_fields(
+    budget: Decimal | None,
+    period: str | None,
+    rpm: int | None,
+    tpm: int | None,
+    parallel: int | None,
+    meta: list[str] | None,
+) -> dict[str, Any]:
+    """The given limit and metadata options as request body fields."""
+    return given(
+        {
+            "max_budget_usd": str(budget) if budget is not None else None,
+            "budget_period": period,
+            "rpm": rpm,
+            "tpm": tpm,
+            "max_parallel": parallel,
+            "metadata": parse_pairs(meta, "--meta") or None,
+        }
+    )
+
+
+def patch(ctx: typer.Context, path: str, body: dict[str, Any], as_json: bool) -> None:
+    """Send the given fields as an update and show the result."""
+    if not body:
+        die("nothing to update: give at least one option")
+    show(run(ctx, "PATCH", path, json=body), as_json)
 
 
 def group(name: str, help_text: str) -> typer.Typer:

@@ -3,49 +3,38 @@
 from __future__ import annotations
 
 import shlex
-from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
 
-from tollway.cli.common import JsonOption, die, group, parse_pairs, run, show
+from tollway.cli.common import (
+    BudgetOption,
+    JsonOption,
+    MetaOption,
+    ParallelOption,
+    PeriodOption,
+    RpmOption,
+    TpmOption,
+    given,
+    group,
+    limit_fields,
+    parse_pairs,
+    patch,
+    run,
+    show,
+)
 
 app = group("keys", "Virtual keys for clients and sandboxes.")
 COLUMNS = ["id", "name", "key_prefix", "project_id", "status", "expires_at", "models", "metadata"]
 
-Models = Annotated[
+ModelsOption = Annotated[
     str | None, typer.Option(help="Comma-separated model names or globs (default: all).")
 ]
-Budget = Annotated[Decimal | None, typer.Option("--budget", help="Max spend in USD.")]
-Period = Annotated[str | None, typer.Option("--budget-period", help="day or month.")]
-Meta = Annotated[list[str] | None, typer.Option("--meta", help="Metadata name=value (repeat).")]
-Rpm = Annotated[int | None, typer.Option(help="Requests per minute.")]
-Tpm = Annotated[int | None, typer.Option(help="Tokens per minute.")]
-Parallel = Annotated[int | None, typer.Option("--max-parallel", help="Concurrent requests.")]
-MaxRequests = Annotated[int | None, typer.Option("--max-requests", help="Lifetime requests.")]
+MaxRequestsOption = Annotated[int | None, typer.Option("--max-requests", help="Lifetime requests.")]
 
 
-def _limits(
-    models: str | None,
-    budget: Decimal | None,
-    period: str | None,
-    rpm: int | None,
-    tpm: int | None,
-    parallel: int | None,
-    max_requests: int | None,
-    meta: list[str] | None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "models": [m.strip() for m in models.split(",") if m.strip()] if models else None,
-        "max_budget_usd": str(budget) if budget is not None else None,
-        "budget_period": period,
-        "rpm": rpm,
-        "tpm": tpm,
-        "max_parallel": parallel,
-        "max_requests": max_requests,
-        "metadata": parse_pairs(meta, "--meta") or None,
-    }
-    return {k: v for k, v in body.items() if v is not None}
+def _models(models: str | None) -> list[str] | None:
+    return [m.strip() for m in models.split(",") if m.strip()] if models else None
 
 
 def env_block(key: str, base_url: str) -> str:
@@ -68,14 +57,14 @@ def create(
     name: Annotated[str, typer.Option(help="A name for people.")],
     project: Annotated[str | None, typer.Option(help="Project id or name.")] = None,
     ttl: Annotated[str | None, typer.Option(help="Lifetime: 90s, 15m, 24h, 7d.")] = None,
-    models: Models = None,
-    budget: Budget = None,
-    budget_period: Period = None,
-    rpm: Rpm = None,
-    tpm: Tpm = None,
-    max_parallel: Parallel = None,
-    max_requests: MaxRequests = None,
-    meta: Meta = None,
+    models: ModelsOption = None,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    max_parallel: ParallelOption = None,
+    max_requests: MaxRequestsOption = None,
+    meta: MetaOption = None,
     env: Annotated[bool, typer.Option("--env", help="Print a ready-to-source block.")] = False,
     base_url: Annotated[
         str | None, typer.Option(help="Gateway URL as the sandbox sees it (default: --url).")
@@ -83,9 +72,15 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Mint a key; its secret is printed this once."""
-    body: dict[str, Any] = {"name": name, "project": project, "ttl": ttl}
-    body = {k: v for k, v in body.items() if v is not None}
-    body.update(_limits(models, budget, budget_period, rpm, tpm, max_parallel, max_requests, meta))
+    body = limit_fields(budget, budget_period, rpm, tpm, max_parallel, meta) | given(
+        {
+            "name": name,
+            "project": project,
+            "ttl": ttl,
+            "models": _models(models),
+            "max_requests": max_requests,
+        }
+    )
     created = run(ctx, "POST", "/keys", json=body)
     if env:
         print(env_block(created["key"], base_url or ctx.obj.url))
@@ -103,7 +98,7 @@ def list_keys(
     active: Annotated[
         bool | None, typer.Option("--active/--inactive", help="Only usable / unusable keys.")
     ] = None,
-    meta: Meta = None,
+    meta: MetaOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     as_json: JsonOption = False,
 ) -> None:
@@ -128,28 +123,24 @@ def update(
     ctx: typer.Context,
     key_id: str,
     name: Annotated[str | None, typer.Option()] = None,
-    models: Models = None,
-    budget: Budget = None,
-    budget_period: Period = None,
-    rpm: Rpm = None,
-    tpm: Tpm = None,
-    max_parallel: Parallel = None,
-    max_requests: MaxRequests = None,
-    meta: Meta = None,
+    models: ModelsOption = None,
+    budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    max_parallel: ParallelOption = None,
+    max_requests: MaxRequestsOption = None,
+    meta: MetaOption = None,
     active: Annotated[
         bool | None, typer.Option("--activate/--deactivate", help="Switch the key on or off.")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change a key's name, models, limits, metadata or active flag."""
-    body = _limits(models, budget, budget_period, rpm, tpm, max_parallel, max_requests, meta)
-    if name is not None:
-        body["name"] = name
-    if active is not None:
-        body["active"] = active
-    if not body:
-        die("nothing to update: give at least one option")
-    show(run(ctx, "PATCH", f"/keys/{key_id}", json=body), as_json)
+    body = limit_fields(budget, budget_period, rpm, tpm, max_parallel, meta) | given(
+        {"name": name, "models": _models(models), "max_requests": max_requests, "active": active}
+    )
+    patch(ctx, f"/keys/{key_id}", body, as_json)
 
 
 @app.command("revoke")

@@ -13,10 +13,20 @@ writes. Shapes:
 - Anthropic: ``usage.input_tokens`` (excludes cache), ``cache_read_input_tokens``,
   ``cache_creation_input_tokens``, ``output_tokens``
   (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
+- Gemini: ``usageMetadata.promptTokenCount`` (includes ``cachedContentTokenCount``)
+  plus ``toolUsePromptTokenCount``; output is ``candidatesTokenCount`` plus
+  ``thoughtsTokenCount``, which are the reasoning tokens
+  (https://ai.google.dev/api/generate-content#UsageMetadata).
+- Bedrock Converse: ``usage.inputTokens`` (excludes cache), ``cacheReadInputTokens``,
+  ``cacheWriteInputTokens``, ``outputTokens``
+  (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_TokenUsage.html).
+
+The Gemini and Converse rules are the ones genai-prices reads those APIs with.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +100,42 @@ def from_anthropic(usage: Any) -> Usage | None:
     )
 
 
+def from_gemini(metadata: Any) -> Usage | None:
+    """Usage from a Gemini ``usageMetadata`` object."""
+    if not isinstance(metadata, dict):
+        return None
+    thoughts = _int(metadata, "thoughtsTokenCount")
+    return Usage(
+        input_tokens=_int(metadata, "promptTokenCount") + _int(metadata, "toolUsePromptTokenCount"),
+        output_tokens=_int(metadata, "candidatesTokenCount") + thoughts,
+        cache_read_tokens=_int(metadata, "cachedContentTokenCount"),
+        reasoning_tokens=thoughts,
+    )
+
+
+def from_converse(usage: Any) -> Usage | None:
+    """Usage from a Bedrock Converse ``usage`` object."""
+    if not isinstance(usage, dict):
+        return None
+    read = _int(usage, "cacheReadInputTokens")
+    write = _int(usage, "cacheWriteInputTokens")
+    return Usage(
+        input_tokens=_int(usage, "inputTokens") + read + write,
+        output_tokens=_int(usage, "outputTokens"),
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+    )
+
+
+def from_json(body: bytes, key: str, parse: Callable[[Any], Usage | None]) -> Usage | None:
+    """Usage from the top-level ``key`` of a JSON response body, read with ``parse``."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return parse(data.get(key)) if isinstance(data, dict) else None
+
+
 def _usage_object(body: bytes) -> Any:
     """The top-level ``usage`` object of a JSON response, found without parsing the rest.
 
@@ -120,11 +166,6 @@ def _usage_object(body: bytes) -> Any:
 
 def from_body(body: bytes, anthropic: bool) -> Usage | None:
     """Usage from a complete (non-streamed) response body."""
+    parse = from_anthropic if anthropic else from_openai
     usage = _usage_object(body)
-    if usage is None:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        usage = data.get("usage") if isinstance(data, dict) else None
-    return from_anthropic(usage) if anthropic else from_openai(usage)
+    return parse(usage) if usage is not None else from_json(body, "usage", parse)

@@ -19,9 +19,8 @@ with botocore into synthetic SSE events ``event: <eventType>`` / ``data: <json>`
 metadata) for the translator and the meter. Exception messages inside the stream end
 it with an error.
 
-Usage, as genai-prices reads it: ``inputTokens`` excludes cache reads and writes, so
-input_tokens = inputTokens + cacheReadInputTokens + cacheWriteInputTokens; the metadata
-event (the last one) carries it in streams. Errors are ``{"message": ...}`` with the
+Usage is read by ``metering.usage.from_converse``; in streams the metadata event (the
+last one) carries it. Errors are ``{"message": ...}`` with the
 kind in ``x-amzn-ErrorType``.
 
 https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html
@@ -49,7 +48,7 @@ from yarl import URL
 from tollway.dialects.endpoints import Endpoint
 from tollway.errors import TollwayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from tollway.metering.stream_meter import StreamMeter, event_data
-from tollway.metering.usage import Usage
+from tollway.metering.usage import Usage, from_converse, from_json
 from tollway.providers.base import Provider, UpstreamCall
 from tollway.providers.transport import UpstreamResponse
 from tollway.settings import ConfigError, Dialect, ProviderConfig, Timeouts
@@ -59,25 +58,6 @@ SIGNING_NAME = "bedrock"
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
 _RATE_LIMITED = frozenset({"throttlingException"})
 _UNAVAILABLE = frozenset({"serviceUnavailableException", "modelNotReadyException"})
-
-
-def _count(container: dict[str, Any], key: str) -> int:
-    value = container.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def usage_from_converse(usage: Any) -> Usage | None:
-    """Usage from a Converse ``usage`` object."""
-    if not isinstance(usage, dict):
-        return None
-    read = _count(usage, "cacheReadInputTokens")
-    write = _count(usage, "cacheWriteInputTokens")
-    return Usage(
-        input_tokens=_count(usage, "inputTokens") + read + write,
-        output_tokens=_count(usage, "outputTokens"),
-        cache_read_tokens=read,
-        cache_write_tokens=write,
-    )
 
 
 class BedrockStreamMeter(StreamMeter):
@@ -92,7 +72,7 @@ class BedrockStreamMeter(StreamMeter):
             except orjson.JSONDecodeError:
                 data = None
             if isinstance(data, dict):
-                self.usage = usage_from_converse(data.get("usage"))
+                self.usage = from_converse(data.get("usage"))
             self.finished = True
         return event
 
@@ -181,11 +161,7 @@ class BedrockProvider(Provider):
 
     def usage_from_body(self, body: bytes) -> Usage | None:
         """Usage from a Converse response."""
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        return usage_from_converse(data.get("usage")) if isinstance(data, dict) else None
+        return from_json(body, "usage", from_converse)
 
     def stream_meter(self, endpoint: Endpoint, strip_usage: bool) -> StreamMeter:
         """Reads usage from the stream's ``metadata`` event."""

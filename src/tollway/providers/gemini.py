@@ -8,13 +8,7 @@ access logs or error messages that quote URLs. Streams use ``alt=sse``: every ev
 one whole ``GenerateContentResponse``; there is no ``[DONE]``, the chunk with a
 ``finishReason`` is the last one and its ``usageMetadata`` holds the totals.
 
-Usage (``usageMetadata``), as genai-prices reads it:
-
-    input_tokens       = promptTokenCount (includes cachedContentTokenCount)
-                         + toolUsePromptTokenCount
-    cache_read_tokens  = cachedContentTokenCount
-    output_tokens      = candidatesTokenCount + thoughtsTokenCount
-    reasoning_tokens   = thoughtsTokenCount
+Usage is read from ``usageMetadata`` by ``metering.usage.from_gemini``.
 
 Errors are ``{"error": {"code", "message", "status", "details"}}`` (wrapped in a list on
 streaming URLs). An invalid key is a 400 with reason ``API_KEY_INVALID``: it is treated
@@ -38,32 +32,13 @@ import orjson
 from tollway.dialects.endpoints import Endpoint
 from tollway.errors import TollwayError, UpstreamError
 from tollway.metering.stream_meter import StreamMeter, event_data
-from tollway.metering.usage import Usage
+from tollway.metering.usage import Usage, from_gemini, from_json
 from tollway.providers.base import Provider, UpstreamCall
 from tollway.providers.transport import UpstreamResponse
 from tollway.settings import Dialect
 
 _UNAUTHENTICATED = frozenset({"API_KEY_INVALID", "UNAUTHENTICATED", "PERMISSION_DENIED"})
 _SECONDS = re.compile(r"^(\d+(?:\.\d+)?)s$")
-
-
-def _count(container: dict[str, Any], key: str) -> int:
-    value = container.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def usage_from_metadata(metadata: Any) -> Usage | None:
-    """Usage from a Gemini ``usageMetadata`` object."""
-    if not isinstance(metadata, dict):
-        return None
-    thoughts = _count(metadata, "thoughtsTokenCount")
-    return Usage(
-        input_tokens=_count(metadata, "promptTokenCount")
-        + _count(metadata, "toolUsePromptTokenCount"),
-        output_tokens=_count(metadata, "candidatesTokenCount") + thoughts,
-        cache_read_tokens=_count(metadata, "cachedContentTokenCount"),
-        reasoning_tokens=thoughts,
-    )
 
 
 def model_path(model: str) -> str:
@@ -87,7 +62,7 @@ class GeminiStreamMeter(StreamMeter):
             return event
         if not isinstance(data, dict):
             return event
-        usage = usage_from_metadata(data.get("usageMetadata"))
+        usage = from_gemini(data.get("usageMetadata"))
         if usage is not None:
             self.usage = usage  # cumulative: the last chunk holds the totals
         candidates = data.get("candidates")
@@ -132,11 +107,7 @@ class GeminiProvider(Provider):
 
     def usage_from_body(self, body: bytes) -> Usage | None:
         """Usage from a ``GenerateContentResponse``."""
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        return usage_from_metadata(data.get("usageMetadata")) if isinstance(data, dict) else None
+        return from_json(body, "usageMetadata", from_gemini)
 
     def stream_meter(self, endpoint: Endpoint, strip_usage: bool) -> StreamMeter:
         """Reads ``usageMetadata`` from the stream's chunks."""

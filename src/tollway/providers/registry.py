@@ -8,19 +8,7 @@ from tollway.providers.base import Provider
 from tollway.providers.bedrock import BedrockProvider
 from tollway.providers.gemini import GeminiProvider
 from tollway.providers.openai import OpenAIProvider
-from tollway.providers.presets import (
-    DeepSeekProvider,
-    FireworksProvider,
-    GroqProvider,
-    LMStudioProvider,
-    MistralProvider,
-    OllamaProvider,
-    OpenRouterProvider,
-    PerplexityProvider,
-    TogetherProvider,
-    VLLMProvider,
-    XAIProvider,
-)
+from tollway.providers.presets import PRESET_TYPES
 from tollway.settings import Settings
 
 PROVIDER_TYPES: dict[str, type[Provider]] = {
@@ -29,17 +17,7 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
     "azure": AzureOpenAIProvider,
     "gemini": GeminiProvider,
     "bedrock": BedrockProvider,
-    "groq": GroqProvider,
-    "together": TogetherProvider,
-    "mistral": MistralProvider,
-    "deepseek": DeepSeekProvider,
-    "xai": XAIProvider,
-    "fireworks": FireworksProvider,
-    "openrouter": OpenRouterProvider,
-    "perplexity": PerplexityProvider,
-    "ollama": OllamaProvider,
-    "vllm": VLLMProvider,
-    "lmstudio": LMStudioProvider,
+    **PRESET_TYPES,
 }
 
 

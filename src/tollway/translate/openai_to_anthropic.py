@@ -62,6 +62,7 @@ from typing import Any
 from tollway.dialects.endpoints import Endpoint
 from tollway.errors import BadRequest
 from tollway.translate.base import Body, StreamTranslator, Translator, dropped
+from tollway.translate.openai_chat import wants_usage
 from tollway.translate.openai_to_anthropic_messages import convert_messages
 from tollway.translate.openai_to_anthropic_response import chat_completion
 from tollway.translate.openai_to_anthropic_stream import MessagesToChatChunks
@@ -114,9 +115,7 @@ class OpenAIChatToAnthropic(Translator):
 
     def stream(self) -> StreamTranslator:
         """Anthropic events in, chat completion chunks out."""
-        options = self.client_body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        return MessagesToChatChunks(include_usage=include_usage)
+        return MessagesToChatChunks(include_usage=wants_usage(self.client_body))
 
 
 def _reject(param: str, reason: str) -> BadRequest:

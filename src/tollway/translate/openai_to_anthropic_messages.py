@@ -13,6 +13,7 @@ import orjson
 
 from tollway.errors import BadRequest
 from tollway.translate.base import Body
+from tollway.translate.openai_chat import append_turn
 
 # https://docs.anthropic.com/en/docs/build-with-claude/vision
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -41,22 +42,8 @@ def convert_messages(messages: list[Body]) -> tuple[list[Body], list[Body]]:
                 "use system, developer, user, assistant or tool.",
                 param=f"{where}.role",
             )
-        _append(turns, "assistant" if role == "assistant" else "user", blocks)
+        append_turn(turns, "assistant" if role == "assistant" else "user", "content", blocks)
     return system, [_finish_turn(turn) for turn in turns]
-
-
-def _append(turns: list[Body], role: str, blocks: list[Body]) -> None:
-    """Add blocks as a turn, merged into the previous one when the role repeats.
-
-    Anthropic requires user and assistant turns to alternate; OpenAI allows runs of the
-    same role (and sends each tool result as its own message).
-    """
-    if not blocks:
-        return
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": list(blocks)})
 
 
 def _finish_turn(turn: Body) -> Body:

@@ -1,18 +1,23 @@
 """An Anthropic message -> an OpenAI ``chat.completion`` (rules in ``openai_to_anthropic``).
 
-Also the pieces the stream translator shares: finish reasons, usage and ids.
+Also the pieces the stream translator shares: finish reasons and usage.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
-
-import orjson
 
 from tollway.metering.usage import Usage, from_anthropic
 from tollway.translate.base import Body
+from tollway.translate.openai_chat import (
+    assistant_message,
+    chat_id,
+    chat_usage,
+    choice,
+    completion,
+    json_arguments,
+    tool_call,
+)
 
 # https://docs.anthropic.com/en/api/messages#response-stop-reason
 FINISH_REASONS: dict[str, str] = {
@@ -32,34 +37,14 @@ def finish_reason(stop_reason: Any) -> str:
     return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
-def chat_id(message_id: Any) -> str:
-    """The completion id: Anthropic's message id, kept whole, behind ``chatcmpl-``."""
-    if not isinstance(message_id, str) or not message_id:
-        message_id = uuid.uuid4().hex
-    return message_id if message_id.startswith("chatcmpl-") else f"chatcmpl-{message_id}"
-
-
-def chat_usage(usage: Any) -> Body:
+def anthropic_usage(usage: Any) -> Body:
     """Chat usage from Anthropic usage: prompt tokens include cache reads and writes."""
-    counts = from_anthropic(usage) or Usage()
-    return {
-        "prompt_tokens": counts.input_tokens,
-        "completion_tokens": counts.output_tokens,
-        "total_tokens": counts.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": counts.cache_read_tokens},
-    }
+    return chat_usage(from_anthropic(usage) or Usage())
 
 
-def tool_call(block: Body) -> Body:
-    """A chat tool call from a ``tool_use`` block (arguments as a JSON string)."""
-    return {
-        "id": block.get("id"),
-        "type": "function",
-        "function": {
-            "name": block.get("name"),
-            "arguments": orjson.dumps(block.get("input") or {}).decode(),
-        },
-    }
+def _tool_call(block: Body) -> Body:
+    """A chat tool call from a ``tool_use`` block."""
+    return tool_call(block.get("id"), block.get("name"), json_arguments(block.get("input")))
 
 
 def chat_completion(message: Body) -> Body:
@@ -70,21 +55,11 @@ def chat_completion(message: Body) -> Body:
     """
     blocks = [block for block in message.get("content") or [] if isinstance(block, dict)]
     text = "".join(block.get("text") or "" for block in blocks if block.get("type") == "text")
-    calls = [tool_call(block) for block in blocks if block.get("type") == "tool_use"]
-    reply: Body = {"role": "assistant", "content": text or None, "refusal": None}
-    if calls:
-        reply["tool_calls"] = calls
-    choice = {
-        "index": 0,
-        "message": reply,
-        "logprobs": None,
-        "finish_reason": finish_reason(message.get("stop_reason")),
-    }
-    return {
-        "id": chat_id(message.get("id")),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": message.get("model"),
-        "choices": [choice],
-        "usage": chat_usage(message.get("usage")),
-    }
+    calls = [_tool_call(block) for block in blocks if block.get("type") == "tool_use"]
+    reply = assistant_message(text or None, calls)
+    return completion(
+        chat_id(message.get("id")),
+        message.get("model"),
+        [choice(0, reply, finish_reason(message.get("stop_reason")))],
+        anthropic_usage(message.get("usage")),
+    )

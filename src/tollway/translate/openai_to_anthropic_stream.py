@@ -24,10 +24,7 @@ If the upstream ends without ``message_stop``, ``finish()`` sends the terminal c
 
 from __future__ import annotations
 
-import time
 from typing import Any
-
-import orjson
 
 from tollway.dialects.render import render_stream_error
 from tollway.errors import (
@@ -38,8 +35,9 @@ from tollway.errors import (
     UpstreamUnavailable,
 )
 from tollway.settings import Dialect
-from tollway.translate.base import Body, StreamTranslator, event_json, sse
-from tollway.translate.openai_to_anthropic_response import chat_id, chat_usage, finish_reason
+from tollway.translate.base import Body, event_json
+from tollway.translate.openai_chat import ChatChunkStream, chat_id, json_arguments, tool_call
+from tollway.translate.openai_to_anthropic_response import anthropic_usage, finish_reason
 
 # https://docs.anthropic.com/en/api/errors
 _STREAM_ERRORS: dict[str, type[TollwayError]] = {
@@ -49,14 +47,11 @@ _STREAM_ERRORS: dict[str, type[TollwayError]] = {
 }
 
 
-class MessagesToChatChunks(StreamTranslator):
+class MessagesToChatChunks(ChatChunkStream):
     """One Anthropic message stream in, one chat completion chunk stream out."""
 
     def __init__(self, include_usage: bool) -> None:
-        self.include_usage = include_usage
-        self.id = chat_id(None)
-        self.model = ""
-        self.created = int(time.time())
+        super().__init__("", include_usage)  # the model comes with message_start
         self.started = False
         self.done = False
         self.stop_reason: str | None = None
@@ -89,22 +84,6 @@ class MessagesToChatChunks(StreamTranslator):
         """The terminal chunks, if ``message_stop`` never came."""
         return [] if self.done or not self.started else self._close()
 
-    def _chunk(self, delta: Body, finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return self._envelope([choice])
-
-    def _envelope(self, choices: list[Body], usage: Body | None = None) -> bytes:
-        chunk: Body = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
-        if self.include_usage:
-            chunk["usage"] = usage
-        return sse(chunk)
-
     def _start(self, message: Any) -> list[bytes]:
         if self.started:
             return []
@@ -124,16 +103,8 @@ class MessagesToChatChunks(StreamTranslator):
         elif kind == "tool_use":
             index = len(self.tool_calls)
             self.tool_calls[data.get("index", -1)] = index
-            initial = block.get("input")
-            call = {
-                "index": index,
-                "id": block.get("id"),
-                "type": "function",
-                "function": {
-                    "name": block.get("name"),
-                    "arguments": orjson.dumps(initial).decode() if initial else "",
-                },
-            }
+            initial = json_arguments(block.get("input")) if block.get("input") else ""
+            call = {"index": index, **tool_call(block.get("id"), block.get("name"), initial)}
             events.append(self._chunk({"tool_calls": [call]}))
         return events
 
@@ -161,11 +132,8 @@ class MessagesToChatChunks(StreamTranslator):
 
     def _close(self) -> list[bytes]:
         events = [*self._start(None), self._chunk({}, finish_reason(self.stop_reason))]
-        if self.include_usage:
-            events.append(self._envelope([], chat_usage(self.usage)))
-        events.append(sse("[DONE]"))
         self.done = True
-        return events
+        return events + self._end(anthropic_usage(self.usage))
 
     def _error(self, error: Any) -> list[bytes]:
         self.done = True

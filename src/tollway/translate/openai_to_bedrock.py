@@ -43,6 +43,16 @@ import orjson
 from tollway.dialects.endpoints import Endpoint
 from tollway.errors import BadRequest
 from tollway.translate.base import Body, StreamTranslator, Translator, dropped
+from tollway.translate.openai_chat import (
+    append_turn,
+    as_object,
+    chosen_function,
+    content_text,
+    data_url,
+    function_tool,
+    reject_legacy_functions,
+    wants_usage,
+)
 from tollway.translate.openai_to_bedrock_response import ConverseChatStream, chat_completion
 
 _TARGET = "bedrock.converse"
@@ -52,7 +62,6 @@ _HANDLED = frozenset(
         "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "n",
     }
 )  # fmt: skip
-_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(.*)$", re.DOTALL)
 _IMAGE_FORMATS = {
     "image/png": "png",
     "image/jpeg": "jpeg",
@@ -82,9 +91,7 @@ class OpenAIChatToBedrock(Translator):
     def request(self, upstream_model: str) -> Body:
         """The Converse body (the model id goes in the URL, not the body)."""
         body = self.client_body
-        for legacy in ("functions", "function_call"):
-            if legacy in body:
-                raise BadRequest(f"Use 'tools' and 'tool_choice' instead of '{legacy}'.")
+        reject_legacy_functions(body)
         if isinstance(body.get("n"), int) and body["n"] > 1:
             raise BadRequest("Bedrock returns one choice per request; 'n' must be 1.", param="n")
         for key in body:
@@ -108,9 +115,8 @@ class OpenAIChatToBedrock(Translator):
 
     def stream(self) -> StreamTranslator:
         """Translates this call's ConverseStream events into chunks."""
-        options = self.client_body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        return ConverseChatStream(str(self.client_body.get("model", "")), include_usage)
+        model = str(self.client_body.get("model", ""))
+        return ConverseChatStream(model, wants_usage(self.client_body))
 
 
 def _messages(messages: list[Any]) -> tuple[list[Body], list[Body]]:
@@ -123,29 +129,20 @@ def _messages(messages: list[Any]) -> tuple[list[Body], list[Body]]:
         if role in ("system", "developer"):
             system.extend(_blocks(content, where, text_only=True))
         elif role == "user":
-            _append(out, "user", _blocks(content, where, text_only=False))
+            append_turn(out, "user", "content", _blocks(content, where, text_only=False))
         elif role == "assistant":
             blocks = _blocks(content, where, text_only=True)
             blocks.extend(_tool_uses(message.get("tool_calls") or [], where))
-            _append(out, "assistant", blocks)
+            append_turn(out, "assistant", "content", blocks)
         elif role == "tool":
             result = {
                 "toolUseId": str(message.get("tool_call_id", "")),
-                "content": [{"text": _text(content)}],
+                "content": [{"text": content_text(content)}],
             }
-            _append(out, "user", [{"toolResult": result}])
+            append_turn(out, "user", "content", [{"toolResult": result}])
         else:
             raise BadRequest(f"{where}.role: unsupported role '{role}'.", param=f"{where}.role")
     return system, out
-
-
-def _append(messages: list[Body], role: str, blocks: list[Body]) -> None:
-    if not blocks:
-        return
-    if messages and messages[-1]["role"] == role:
-        messages[-1]["content"].extend(blocks)
-    else:
-        messages.append({"role": role, "content": blocks})
 
 
 def _blocks(content: Any, where: str, *, text_only: bool) -> list[Body]:
@@ -158,16 +155,17 @@ def _blocks(content: Any, where: str, *, text_only: bool) -> list[Body]:
     blocks: list[Body] = []
     for position, item in enumerate(content):
         part_where = f"{where}.content[{position}]"
-        part = _object(item, part_where)
+        part = as_object(item, part_where)
         kind = part.get("type")
         if kind in ("text", "refusal"):
             text = part.get(kind)
             if isinstance(text, str) and text.strip():
                 blocks.append({"text": text})
         elif not text_only and kind == "image_url":
-            blocks.append({"image": _image(_object(part.get(kind), part_where), part_where)})
+            blocks.append({"image": _image(as_object(part.get(kind), part_where), part_where)})
         elif not text_only and kind == "file":
-            blocks.append({"document": _document(_object(part.get(kind), part_where), part_where)})
+            file = as_object(part.get(kind), part_where)
+            blocks.append({"document": _document(file, part_where)})
         else:
             raise BadRequest(
                 f"{part_where}: content of type '{kind}' cannot be sent to Bedrock.",
@@ -176,24 +174,15 @@ def _blocks(content: Any, where: str, *, text_only: bool) -> list[Body]:
     return blocks
 
 
-def _data_url(url: Any, where: str) -> tuple[str, str]:
-    match = _DATA_URL.match(url) if isinstance(url, str) else None
-    if match is None:
-        raise BadRequest(
-            f"{where}: Bedrock takes files inline only; send a base64 data: URL.", param=where
-        )
-    return match.group(1), match.group(2)
-
-
 def _image(image: Body, where: str) -> Body:
-    mime, data = _data_url(image.get("url"), where)
+    mime, data = data_url(image.get("url"), where, "Bedrock")
     if mime not in _IMAGE_FORMATS:
         raise BadRequest(f"{where}: Bedrock takes PNG, JPEG, GIF or WebP images.", param=where)
     return {"format": _IMAGE_FORMATS[mime], "source": {"bytes": data}}
 
 
 def _document(file: Body, where: str) -> Body:
-    mime, data = _data_url(file.get("file_data"), where)
+    mime, data = data_url(file.get("file_data"), where, "Bedrock")
     if mime not in _DOCUMENT_FORMATS:
         raise BadRequest(f"{where}: Bedrock cannot read files of type {mime}.", param=where)
     # Converse names must be plain: letters, digits, spaces, hyphens, parentheses, brackets.
@@ -206,8 +195,8 @@ def _tool_uses(calls: list[Any], where: str) -> list[Body]:
     blocks: list[Body] = []
     for position, item in enumerate(calls):
         call_where = f"{where}.tool_calls[{position}]"
-        call = _object(item, call_where)
-        function = _object(call.get("function"), f"{call_where}.function")
+        call = as_object(item, call_where)
+        function = as_object(call.get("function"), f"{call_where}.function")
         use = {
             "toolUseId": str(call.get("id", "")),
             "name": str(function.get("name", "")),
@@ -226,12 +215,6 @@ def _arguments(raw: Any, where: str) -> Any:
         raise BadRequest(
             f"{where}.function.arguments is not valid JSON.", param=f"{where}.function"
         ) from None
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return content if isinstance(content, str) else ""
 
 
 def _inference_config(body: Body) -> Body:
@@ -270,31 +253,16 @@ def _tool_config(body: Body, messages: list[Body]) -> Body | None:
     elif choice == "auto":
         config["toolChoice"] = {"auto": {}}
     elif isinstance(choice, dict):
-        function = choice.get("function")
-        name = function.get("name") if isinstance(function, dict) else None
-        if not isinstance(name, str):
-            raise BadRequest("tool_choice.function.name is required.", param="tool_choice")
-        config["toolChoice"] = {"tool": {"name": name}}
+        config["toolChoice"] = {"tool": {"name": chosen_function(choice)}}
     elif choice is not None:
         raise BadRequest(f"tool_choice: unsupported value {choice!r}.", param="tool_choice")
     return config
 
 
 def _tool_spec(item: Any, index: int) -> Body:
-    tool = _object(item, f"tools[{index}]")
-    if tool.get("type") != "function":
-        raise BadRequest(
-            f"tools[{index}]: only function tools can be sent to Bedrock.", param="tools"
-        )
-    function = _object(tool.get("function"), f"tools[{index}].function")
+    function = function_tool(item, index, "Bedrock")
     schema = function.get("parameters") or {"type": "object", "properties": {}}
     spec: Body = {"name": function.get("name", ""), "inputSchema": {"json": schema}}
     if function.get("description"):
         spec["description"] = function["description"]
     return {"toolSpec": spec}
-
-
-def _object(value: Any, where: str) -> Body:
-    if not isinstance(value, dict):
-        raise BadRequest(f"'{where}' must be an object.", param=where)
-    return value

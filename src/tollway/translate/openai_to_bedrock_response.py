@@ -25,15 +25,20 @@ as the synthetic SSE events the Bedrock provider decodes:
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
-import orjson
-
-from tollway.metering.usage import Usage
-from tollway.providers.bedrock import usage_from_converse
-from tollway.translate.base import Body, StreamTranslator, event_json, sse
+from tollway.metering.usage import Usage, from_converse
+from tollway.translate.base import Body, event_json
+from tollway.translate.openai_chat import (
+    ChatChunkStream,
+    assistant_message,
+    chat_id,
+    chat_usage,
+    choice,
+    completion,
+    json_arguments,
+    tool_call,
+)
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -51,25 +56,8 @@ def finish_reason(stop_reason: Any) -> str:
     return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
-def openai_usage(usage: Usage) -> Body:
-    """An OpenAI ``usage`` object."""
-    return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
-    }
-
-
 def _tool_call(use: Body) -> Body:
-    return {
-        "id": use.get("toolUseId"),
-        "type": "function",
-        "function": {
-            "name": use.get("name"),
-            "arguments": orjson.dumps(use.get("input") or {}).decode(),
-        },
-    }
+    return tool_call(use.get("toolUseId"), use.get("name"), json_arguments(use.get("input")))
 
 
 def chat_completion(upstream_body: Body, model: str) -> Body:
@@ -78,41 +66,22 @@ def chat_completion(upstream_body: Body, model: str) -> Body:
     blocks = [b for b in message.get("content") or [] if isinstance(b, dict)]
     text = "".join(b["text"] for b in blocks if isinstance(b.get("text"), str))
     calls = [_tool_call(b["toolUse"]) for b in blocks if isinstance(b.get("toolUse"), dict)]
-    reply: Body = {
-        "role": "assistant",
-        "content": text or (None if calls else ""),
-        "refusal": None,
-    }
-    if calls:
-        reply["tool_calls"] = calls
-    out: Body = {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": reply,
-                "logprobs": None,
-                "finish_reason": finish_reason(upstream_body.get("stopReason")),
-            }
-        ],
-    }
-    usage = usage_from_converse(upstream_body.get("usage"))
-    if usage is not None:
-        out["usage"] = openai_usage(usage)
-    return out
+    reply = assistant_message(text or (None if calls else ""), calls)
+    reason = finish_reason(upstream_body.get("stopReason"))
+    usage = from_converse(upstream_body.get("usage"))
+    return completion(
+        chat_id(),  # Converse answers carry no id
+        model,
+        [choice(0, reply, reason)],
+        chat_usage(usage) if usage is not None else None,
+    )
 
 
-class ConverseChatStream(StreamTranslator):
+class ConverseChatStream(ChatChunkStream):
     """ConverseStream events in, chat.completion.chunk events out."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self._model = model
-        self._include_usage = include_usage
-        self._id = f"chatcmpl-{uuid.uuid4().hex}"
-        self._created = int(time.time())
+        super().__init__(model, include_usage)
         self._started = False
         self._stopped = False
         self._done = False
@@ -135,7 +104,7 @@ class ConverseChatStream(StreamTranslator):
                 reason = finish_reason(data.get("stopReason"))
                 return [*self._start(), self._chunk({}, reason)]
             case "metadata":
-                return self._close(usage_from_converse(data.get("usage")))
+                return self._close(from_converse(data.get("usage")))
             case _:  # contentBlockStop and kinds added later
                 return []
 
@@ -155,12 +124,7 @@ class ConverseChatStream(StreamTranslator):
         if not isinstance(use, dict):
             return []
         index = self._tools[_block_index(data)] = len(self._tools)
-        call = {
-            "index": index,
-            "id": use.get("toolUseId"),
-            "type": "function",
-            "function": {"name": use.get("name"), "arguments": ""},
-        }
+        call = {"index": index, **tool_call(use.get("toolUseId"), use.get("name"), "")}
         return [*self._start(), self._chunk({"tool_calls": [call]})]
 
     def _block_delta(self, data: Body) -> list[bytes]:
@@ -179,26 +143,7 @@ class ConverseChatStream(StreamTranslator):
     def _close(self, usage: Usage | None) -> list[bytes]:
         self._done = True
         events = [] if self._stopped else [*self._start(), self._chunk({}, "stop")]
-        if self._include_usage:
-            events.append(self._envelope([], openai_usage(usage or Usage())))
-        events.append(sse("[DONE]"))
-        return events
-
-    def _chunk(self, delta: Body, reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
-        return self._envelope([choice])
-
-    def _envelope(self, choices: list[Body], usage: Body | None = None) -> bytes:
-        chunk: Body = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "choices": choices,
-        }
-        if self._include_usage:
-            chunk["usage"] = usage  # null until the last chunk, as OpenAI sends it
-        return sse(chunk)
+        return events + self._end(chat_usage(usage or Usage()))
 
 
 def _event_type(event: bytes) -> str:

@@ -54,6 +54,17 @@ import orjson
 from tollway.dialects.endpoints import Endpoint
 from tollway.errors import BadRequest
 from tollway.translate.base import Body, StreamTranslator, Translator, dropped
+from tollway.translate.openai_chat import (
+    append_turn,
+    as_object,
+    chosen_function,
+    content_text,
+    data_url,
+    dig,
+    function_tool,
+    reject_legacy_functions,
+    wants_usage,
+)
 from tollway.translate.openai_to_gemini_response import GeminiChatStream, chat_completion
 
 _TARGET = "gemini.generate_content"
@@ -74,7 +85,6 @@ _GENERATION = {
     "presence_penalty": "presencePenalty",
     "frequency_penalty": "frequencyPenalty",
 }
-_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(.*)$", re.DOTALL)
 _AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 _GEMINI_MAJOR = re.compile(r"^(?:models/)?gemini-(\d+)")
 
@@ -88,9 +98,7 @@ class OpenAIChatToGemini(Translator):
     def request(self, upstream_model: str) -> Body:
         """The generateContent body (the model id goes in the URL, not the body)."""
         body = self.client_body
-        for legacy in ("functions", "function_call"):
-            if legacy in body:
-                raise BadRequest(f"Use 'tools' and 'tool_choice' instead of '{legacy}'.")
+        reject_legacy_functions(body)
         for key in body:
             if key not in _HANDLED:
                 dropped(key, _TARGET)
@@ -114,9 +122,8 @@ class OpenAIChatToGemini(Translator):
 
     def stream(self) -> StreamTranslator:
         """Translates this call's streamGenerateContent events into chunks."""
-        options = self.client_body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        return GeminiChatStream(str(self.client_body.get("model", "")), include_usage)
+        model = str(self.client_body.get("model", ""))
+        return GeminiChatStream(model, wants_usage(self.client_body))
 
 
 # ------------------------------------------------------------------------------- request
@@ -138,11 +145,11 @@ def _contents(messages: list[Any], sign: bool) -> tuple[list[Body], list[Body]]:
         if role in ("system", "developer"):
             system.extend(_parts(content, where, text_only=True))
         elif role == "user":
-            _append(contents, "user", _parts(content, where, text_only=False))
+            append_turn(contents, "user", "parts", _parts(content, where, text_only=False))
         elif role == "assistant":
             parts = _parts(content, where, text_only=True)
             parts.extend(_function_calls(message.get("tool_calls") or [], names, sign))
-            _append(contents, "model", parts)
+            append_turn(contents, "model", "parts", parts)
         elif role == "tool":
             call_id = str(message.get("tool_call_id", ""))
             name = names.get(call_id) or message.get("name")
@@ -153,19 +160,10 @@ def _contents(messages: list[Any], sign: bool) -> tuple[list[Body], list[Body]]:
                     param=f"{where}.tool_call_id",
                 )
             response = {"name": name, "response": _tool_result(content)}
-            _append(contents, "user", [{"functionResponse": response}])
+            append_turn(contents, "user", "parts", [{"functionResponse": response}])
         else:
             raise BadRequest(f"{where}.role: unsupported role '{role}'.", param=f"{where}.role")
     return system, contents
-
-
-def _append(contents: list[Body], role: str, parts: list[Body]) -> None:
-    if not parts:
-        return
-    if contents and contents[-1]["role"] == role:
-        contents[-1]["parts"].extend(parts)  # Gemini wants alternating turns
-    else:
-        contents.append({"role": role, "parts": parts})
 
 
 def _parts(content: Any, where: str, *, text_only: bool) -> list[Body]:
@@ -177,7 +175,7 @@ def _parts(content: Any, where: str, *, text_only: bool) -> list[Body]:
         raise BadRequest(f"{where}.content must be a string or an array.", param=where)
     parts: list[Body] = []
     for position, item in enumerate(content):
-        part = _object(item, f"{where}.content[{position}]")
+        part = as_object(item, f"{where}.content[{position}]")
         kind = part.get("type")
         if kind in ("text", "refusal"):
             text = part.get(kind) or ""
@@ -195,28 +193,24 @@ def _parts(content: Any, where: str, *, text_only: bool) -> list[Body]:
 
 def _inline(part: Body, where: str) -> Body:
     kind = part["type"]
-    inner = _object(part.get(kind), f"{where}.{kind}")
+    inner = as_object(part.get(kind), f"{where}.{kind}")
     if kind == "input_audio":
         mime = _AUDIO_TYPES.get(str(inner.get("format")), "audio/wav")
         return {"mimeType": mime, "data": str(inner.get("data", ""))}
     url = str(inner.get("url", "") if kind == "image_url" else inner.get("file_data", ""))
-    match = _DATA_URL.match(url)
-    if match is None:
-        raise BadRequest(
-            f"{where}: Gemini takes files inline only; send a base64 data: URL.", param=where
-        )
-    return {"mimeType": match.group(1), "data": match.group(2)}
+    mime, data = data_url(url, where, "Gemini")
+    return {"mimeType": mime, "data": data}
 
 
 def _function_calls(calls: list[Any], names: dict[str, str], sign: bool) -> list[Body]:
     parts: list[Body] = []
     for position, item in enumerate(calls):
-        call = _object(item, f"tool_calls[{position}]")
-        function = _object(call.get("function"), f"tool_calls[{position}].function")
+        call = as_object(item, f"tool_calls[{position}]")
+        function = as_object(call.get("function"), f"tool_calls[{position}].function")
         name = str(function.get("name", ""))
         names[str(call.get("id", ""))] = name
         part: Body = {"functionCall": {"name": name, "args": _arguments(function)}}
-        signature = _dig(call, "extra_content", "google", "thought_signature")
+        signature = dig(call, "extra_content", "google", "thought_signature")
         if isinstance(signature, str) and signature:
             part["thoughtSignature"] = signature
         elif sign and not parts:
@@ -240,9 +234,7 @@ def _arguments(function: Body) -> Any:
 
 
 def _tool_result(content: Any) -> Body:
-    if isinstance(content, list):
-        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    text = content if isinstance(content, str) else ""
+    text = content_text(content)
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -253,12 +245,7 @@ def _tool_result(content: Any) -> Body:
 def _tools(tools: Any) -> list[Body]:
     declarations: list[Body] = []
     for index, item in enumerate(tools or []):
-        tool = _object(item, f"tools[{index}]")
-        if tool.get("type") != "function":
-            raise BadRequest(
-                f"tools[{index}]: only function tools can be sent to Gemini.", param="tools"
-            )
-        function = _object(tool.get("function"), f"tools[{index}].function")
+        function = function_tool(item, index, "Gemini")
         declaration: Body = {"name": function.get("name", "")}
         if function.get("description"):
             declaration["description"] = function["description"]
@@ -270,10 +257,7 @@ def _tools(tools: Any) -> list[Body]:
 
 def _tool_choice(choice: Any) -> Body:
     if isinstance(choice, dict):
-        name = _dig(choice, "function", "name")
-        if not isinstance(name, str):
-            raise BadRequest("tool_choice.function.name is required.", param="tool_choice")
-        return {"mode": "ANY", "allowedFunctionNames": [name]}
+        return {"mode": "ANY", "allowedFunctionNames": [chosen_function(choice)]}
     modes = {"none": "NONE", "auto": "AUTO", "required": "ANY"}
     if choice not in modes:
         raise BadRequest(f"tool_choice: unsupported value {choice!r}.", param="tool_choice")
@@ -295,21 +279,7 @@ def _generation_config(body: Body) -> Body:
         kind = response_format.get("type")
         if kind in ("json_object", "json_schema"):
             config["responseMimeType"] = "application/json"
-        schema = _dig(response_format, "json_schema", "schema")
+        schema = dig(response_format, "json_schema", "schema")
         if kind == "json_schema" and isinstance(schema, dict):
             config["responseJsonSchema"] = schema
     return config
-
-
-def _object(value: Any, where: str) -> Body:
-    if not isinstance(value, dict):
-        raise BadRequest(f"'{where}' must be an object.", param=where)
-    return value
-
-
-def _dig(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value

@@ -20,15 +20,20 @@ https://platform.openai.com/docs/api-reference/chat-streaming
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
-import orjson
-
-from tollway.metering.usage import Usage
-from tollway.providers.gemini import usage_from_metadata
-from tollway.translate.base import Body, StreamTranslator, event_json, sse
+from tollway.metering.usage import Usage, from_gemini
+from tollway.translate.base import Body, event_json
+from tollway.translate.openai_chat import (
+    ChatChunkStream,
+    assistant_message,
+    chat_id,
+    chat_usage,
+    choice,
+    completion,
+    json_arguments,
+    tool_call,
+)
 
 FINISH_REASONS = {
     "STOP": "stop",
@@ -48,29 +53,22 @@ def chat_completion(upstream_body: Body, client_model: str) -> Body:
     choices = [_choice(candidate, i) for i, candidate in enumerate(candidates)]
     if not choices:
         reason = "content_filter" if _blocked(upstream_body) else "stop"
-        message = {"role": "assistant", "content": "", "refusal": None}
-        choices = [{"index": 0, "message": message, "logprobs": None, "finish_reason": reason}]
-    out: Body = {
-        "id": _completion_id(upstream_body),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": upstream_body.get("modelVersion") or client_model,
-        "choices": choices,
-    }
-    usage = usage_from_metadata(upstream_body.get("usageMetadata"))
-    if usage is not None:
-        out["usage"] = openai_usage(usage)
-    return out
+        choices = [choice(0, assistant_message("", []), reason)]
+    usage = from_gemini(upstream_body.get("usageMetadata"))
+    return completion(
+        chat_id(upstream_body.get("responseId")),
+        upstream_body.get("modelVersion") or client_model,
+        choices,
+        chat_usage(usage, reasoning=True) if usage is not None else None,
+    )
 
 
-class GeminiChatStream(StreamTranslator):
+class GeminiChatStream(ChatChunkStream):
     """streamGenerateContent events in, chat.completion.chunk events out."""
 
     def __init__(self, client_model: str, include_usage: bool) -> None:
-        self._model = client_model
-        self._include_usage = include_usage
-        self._id: str | None = None  # from the first event's responseId
-        self._created = int(time.time())
+        super().__init__(client_model, include_usage)
+        self._named = False  # id and model are taken from the first event
         self._started: set[int] = set()
         self._calls: dict[int, int] = {}  # candidate index -> tool calls sent so far
         self._usage: Usage | None = None
@@ -81,10 +79,11 @@ class GeminiChatStream(StreamTranslator):
         data = event_json(event)
         if not isinstance(data, dict):
             return []
-        if self._id is None:
-            self._id = _completion_id(data)
-            self._model = str(data.get("modelVersion") or self._model)
-        usage = usage_from_metadata(data.get("usageMetadata"))
+        if not self._named:
+            self._named = True
+            self.id = chat_id(data.get("responseId"))
+            self.model = str(data.get("modelVersion") or self.model)
+        usage = from_gemini(data.get("usageMetadata"))
         if usage is not None:
             self._usage = usage
         out: list[bytes] = []
@@ -93,7 +92,7 @@ class GeminiChatStream(StreamTranslator):
             if isinstance(candidate, dict):
                 out.extend(self._candidate(candidate, position))
         if not candidates and _blocked(data):
-            out.append(self._chunk(0, {"role": "assistant", "content": ""}, "content_filter"))
+            out.append(self._chunk({"role": "assistant", "content": ""}, "content_filter"))
         return out
 
     def finish(self) -> list[bytes]:
@@ -101,11 +100,7 @@ class GeminiChatStream(StreamTranslator):
         if self._done:
             return []
         self._done = True
-        out: list[bytes] = []
-        if self._include_usage:
-            out.append(self._envelope([], openai_usage(self._usage or Usage())))
-        out.append(sse("[DONE]"))
-        return out
+        return self._end(chat_usage(self._usage or Usage(), reasoning=True))
 
     def _candidate(self, candidate: Body, position: int) -> list[bytes]:
         index = candidate.get("index", position)
@@ -124,44 +119,11 @@ class GeminiChatStream(StreamTranslator):
             delta["tool_calls"] = [
                 {"index": sent + offset, **call} for offset, call in enumerate(calls)
             ]
-        out = [self._chunk(index, delta, None)] if delta else []
+        out = [self._chunk(delta, index=index)] if delta else []
         reason = _finish_reason(candidate.get("finishReason"), self._calls[index] > 0)
         if reason is not None:
-            out.append(self._chunk(index, {}, reason))
+            out.append(self._chunk({}, reason, index))
         return out
-
-    def _chunk(self, index: int, delta: Body, reason: str | None) -> bytes:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
-        return self._envelope([choice])
-
-    def _envelope(self, choices: list[Body], usage: Body | None = None) -> bytes:
-        if self._id is None:
-            self._id = _completion_id({})
-        chunk: Body = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "choices": choices,
-        }
-        if self._include_usage:
-            chunk["usage"] = usage  # null until the last chunk, as OpenAI sends it
-        return sse(chunk)
-
-
-def openai_usage(usage: Usage) -> Body:
-    """An OpenAI ``usage`` object."""
-    return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
-
-
-def _completion_id(upstream_body: Body) -> str:
-    return "chatcmpl-" + str(upstream_body.get("responseId") or uuid.uuid4().hex)
 
 
 def _blocked(upstream_body: Body) -> bool:
@@ -178,14 +140,11 @@ def _finish_reason(reason: Any, has_calls: bool) -> str | None:
 
 def _tool_call(part: Body, position: int) -> Body:
     function_call = part["functionCall"]
-    call: Body = {
-        "id": str(function_call.get("id") or f"call_{position}"),
-        "type": "function",
-        "function": {
-            "name": function_call.get("name", ""),
-            "arguments": orjson.dumps(function_call.get("args") or {}).decode(),
-        },
-    }
+    call = tool_call(
+        str(function_call.get("id") or f"call_{position}"),
+        function_call.get("name", ""),
+        json_arguments(function_call.get("args")),
+    )
     if part.get("thoughtSignature"):
         # Handed to the client so it can be replayed (Gemini 3 requires it).
         call["extra_content"] = {"google": {"thought_signature": part["thoughtSignature"]}}
@@ -209,14 +168,7 @@ def _split_parts(candidate: Body, first_call: int = 0) -> tuple[str, list[Body]]
 
 def _choice(candidate: Body, position: int) -> Body:
     text, calls = _split_parts(candidate)
-    content = text or (None if calls else "")
-    message: Body = {"role": "assistant", "content": content, "refusal": None}
-    if calls:
-        message["tool_calls"] = calls
+    message = assistant_message(text or (None if calls else ""), calls)
     index = candidate.get("index", position)
-    return {
-        "index": index if isinstance(index, int) else position,
-        "message": message,
-        "logprobs": None,
-        "finish_reason": _finish_reason(candidate.get("finishReason"), bool(calls)) or "stop",
-    }
+    reason = _finish_reason(candidate.get("finishReason"), bool(calls)) or "stop"
+    return choice(index if isinstance(index, int) else position, message, reason)
