@@ -90,14 +90,21 @@ class Forwarder:
         info: RequestInfo,
         headers: dict[str, str],
     ) -> None:
-        """Answer the call from the first plan that can; raise the last error otherwise."""
+        """Answer the call from the first plan that can; raise the last error otherwise.
+
+        Retries back off (honouring the failed deployment's Retry-After) until
+        ``retry.deadline``; past it, each remaining fallback model still gets one try.
+        """
         deadline = time.monotonic() + self._retry.deadline
         plans = list(chain)
+        seen = {plan.model for plan in plans}
         last: TollwayError | None = None
         index = 0
         while index < len(plans):
             plan = plans[index]
+            index += 1
             tried: set[int] = set()
+            failed: tuple[int, TollwayError] | None = None
             for attempt in range(self._retry.attempts + 1):
                 route = plan.choose(tried)
                 if route is None:
@@ -105,25 +112,34 @@ class Forwarder:
                         f"Every deployment of model '{plan.model}' is unavailable right now."
                     )
                     break
+                if failed is not None:
+                    # Wait before trying again; a Retry-After only binds the deployment
+                    # that sent it.
+                    same = failed[0] == id(route.deployment)
+                    delay = backoff(self._retry, attempt - 1, failed[1], honour=same)
+                    if time.monotonic() + delay > deadline:
+                        break
+                    await asyncio.sleep(delay)
                 tried.add(id(route.deployment))
                 try:
                     await self._attempt(send, route, record, info, headers)
                     return
                 except TollwayError as error:
+                    record.served = False
                     record.attempts.append(f"{route.deployment.label}:{error.code}")
+                    record.outcome.set_aside()  # tokens a failed attempt used are billed
                     last = error
-                    if error.code == "context_length_exceeded" and plan.config.context_fallbacks:
-                        plans[index + 1 :] = self._router.context_chain(plan)
+                    if error.code == "context_length_exceeded":
+                        # Retrying cannot help; a bigger model might. Each model once.
+                        extra = [p for p in self._router.context_chain(plan) if p.model not in seen]
+                        seen.update(p.model for p in extra)
+                        plans[index:index] = extra
+                        if not extra:
+                            raise
                         break
                     if not retryable(error):
                         raise
-                    if attempt == self._retry.attempts:
-                        break
-                    delay = backoff(self._retry, attempt, error)
-                    if time.monotonic() + delay > deadline:
-                        raise
-                    await asyncio.sleep(delay)
-            index += 1
+                    failed = (id(route.deployment), error)
         raise last or UpstreamUnavailable("No deployment could serve this request.")
 
     def prepare(
@@ -205,6 +221,7 @@ class Forwarder:
                     f"({upstream.status}); check its base_url."
                 )
             record.status = upstream.status
+            record.served = True  # this attempt answers (recorded before the client sees it)
             response_headers = self._headers(record)
             if call.stream and upstream.content_type in provider.stream_content_types:
                 ok = await self._stream(

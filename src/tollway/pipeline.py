@@ -68,7 +68,8 @@ class CallRecord:
     body: bytes = b""
     admission: Admission | None = None
     strip_usage: bool = False
-    attempts: list[str] = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)  # failed ones, "provider/model:code"
+    served: bool = False
     outcome: Outcome = field(default_factory=Outcome)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -165,7 +166,7 @@ class Pipeline:
             "stream": record.stream,
             "cached": False,
             "error": record.error,
-            "attempts": len(record.attempts) + 1,
+            "attempts": len(record.attempts) + (1 if record.served else 0),
             "metadata": key.metadata if key else {},
         }
         self._meter.complete(outcome, record.admission, fields, record.endpoint)

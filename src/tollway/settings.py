@@ -112,7 +112,7 @@ class DeploymentConfig(Strict):
 
     provider: str
     model: str | None = Field(None, description="Upstream model id; defaults to the name.")
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(1.0, gt=0, le=1_000_000, allow_inf_nan=False)
     rpm: int | None = Field(None, ge=1, description="This deployment's own request limit.")
     max_parallel: int | None = Field(None, ge=1)
 

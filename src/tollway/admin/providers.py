@@ -4,6 +4,7 @@ process (circuit state, latency, error rate)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, Request
 
@@ -12,6 +13,16 @@ from tollway.admin.deps import require_role
 router = APIRouter(
     prefix="/providers", tags=["providers"], dependencies=[Depends(require_role("viewer"))]
 )
+
+
+def _without_credentials(url: str) -> str:
+    """A URL with any ``user:password@`` replaced: viewers may read this report."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @router.get("")
@@ -27,7 +38,7 @@ async def list_providers(request: Request) -> dict[str, Any]:
             "name": name,
             "type": provider.config.type,
             "dialect": provider.dialect.value,
-            "base_url": provider.base_url,
+            "base_url": _without_credentials(provider.base_url),
             "deployments": deployments.get(name, []),
         }
         for name, provider in gateway.providers.items()

@@ -63,6 +63,15 @@ class Outcome:
     cost: Decimal | None = None
     priced: bool = True
     journaled: bool = False
+    # Usage of earlier attempts that failed after the upstream reported tokens.
+    earlier: list[tuple[Usage, ModelPrice | None]] = field(default_factory=list)
+
+    def set_aside(self) -> None:
+        """Keep a failed attempt's usage (it was billed) and start the next one clean."""
+        if self.usage is not None and self.usage.total_tokens:
+            self.earlier.append((self.usage, self.price))
+        self.usage = None
+        self.stream = None
 
 
 def _budgets(principal: Principal) -> list[Budget]:
@@ -96,6 +105,18 @@ def _rate_scopes(principal: Principal) -> list[Limits]:
         ),
     ]
     return [scope for scope in scopes if not scope.empty]
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        input_tokens=a.input_tokens + b.input_tokens,
+        output_tokens=a.output_tokens + b.output_tokens,
+        cache_read_tokens=a.cache_read_tokens + b.cache_read_tokens,
+        cache_write_tokens=a.cache_write_tokens + b.cache_write_tokens,
+        cache_write_1h_tokens=a.cache_write_1h_tokens + b.cache_write_1h_tokens,
+        reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
+        estimated=a.estimated or b.estimated,
+    )
 
 
 class Meter:
@@ -243,13 +264,17 @@ class Meter:
         outcome.journaled = True
         usage = outcome.usage or (outcome.stream.usage if outcome.stream else None) or Usage()
         outcome.usage = usage
-        price = outcome.price
-        if endpoint in _FREE or usage.total_tokens == 0:
-            outcome.cost, outcome.priced = Decimal(0), True
-        elif price is None:
-            outcome.cost, outcome.priced = Decimal(0), False
-        else:
-            outcome.cost, outcome.priced = price.cost(usage), True
+        outcome.cost, outcome.priced = Decimal(0), True
+        for used, price in [*outcome.earlier, (usage, outcome.price)]:
+            if endpoint in _FREE or used.total_tokens == 0:
+                continue
+            if price is None:
+                outcome.priced = False
+            else:
+                outcome.cost += price.cost(used)
+        for used, _ in outcome.earlier:
+            usage = _plus(usage, used)
+        outcome.usage = usage
         record = {
             **fields,
             "ts": utc_iso(fields.pop("started_at")),

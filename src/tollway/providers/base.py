@@ -176,7 +176,8 @@ class Provider(ABC):
             return error
         message = f"{prefix} failed with status {status}" + (f": {detail}" if detail else ".")
         if status in (503, 529):
-            return UpstreamUnavailable(message)
+            wait = {"retry-after": retry_after} if retry_after else {}
+            return UpstreamUnavailable(message, headers=wait)
         if status == 504:
             return UpstreamTimeout(message)
         return UpstreamError(message)

@@ -60,6 +60,11 @@ class CircuitBreaker:
         self._probing = False
         self._state = CircuitState.CLOSED
 
+    def abandon(self) -> None:
+        """A request ended without a verdict on health (the client's own error, or the
+        client left): a half-open probe slot is freed for the next request."""
+        self._probing = False
+
     def failure(self) -> None:
         """The deployment failed in a way that says it is unhealthy."""
         self._failures += 1

@@ -88,6 +88,8 @@ class Deployment:
             self.failures += 1
             self.last_error = error
             self.breaker.failure()
+        else:
+            self.breaker.abandon()
         self._recent = [*self._recent[-99:], ok or not health]
 
     def snapshot(self) -> dict[str, Any]:

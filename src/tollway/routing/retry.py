@@ -24,10 +24,11 @@ def unhealthy(error: TollwayError) -> bool:
     return isinstance(error, UpstreamError) and not isinstance(error, UpstreamRejected)
 
 
-def backoff(config: RetryConfig, attempt: int, error: TollwayError) -> float:
+def backoff(config: RetryConfig, attempt: int, error: TollwayError, honour: bool = True) -> float:
     """Seconds to wait before retry number ``attempt`` (0-based): exponential with full
-    jitter, or the upstream's Retry-After when it gave one."""
-    retry_after = error.headers.get("retry-after")
+    jitter, or the upstream's Retry-After when it gave one and ``honour`` is set (the
+    retry goes to the deployment that asked for the wait)."""
+    retry_after = error.headers.get("retry-after") if honour else None
     if retry_after is not None:
         try:
             return min(max(float(retry_after), 0.0), _MAX_RETRY_AFTER)
