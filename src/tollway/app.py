@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
 
 from tollway.admin.app import build_admin_app
 from tollway.admin.deps import AdminContext
@@ -35,6 +35,9 @@ from tollway.settings import Dialect, Settings
 from tollway.store.db import Database
 from tollway.store.migrate import MigrationError
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 log = logging.getLogger("tollway.app")
 
 
@@ -49,9 +52,11 @@ class Gateway:
         self.server_keys = ServerKeys.from_settings(settings)
         self.db = Database(settings.database_path_url)
         self.directory = KeyDirectory(self.db, self.server_keys, master_key)
-        self.redis: Redis | None = (
-            Redis.from_url(settings.redis_url) if settings.redis_url else None
-        )
+        self.redis: Redis | None = None
+        if settings.redis_url:
+            from redis.asyncio import Redis  # only deployments that share state load it
+
+            self.redis = Redis.from_url(settings.redis_url)
         tokens = TokenCounter()
         self.recorder = Recorder(self.db, settings.data_dir)
         self.meter = Meter(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -12,8 +13,9 @@ from pathlib import Path
 import uvicorn
 
 from tollway.app import Gateway, create_app
-from tollway.settings import Settings, load_settings
+from tollway.settings import ConfigError, Settings, load_settings
 from tollway.store.db import Database
+from tollway.store.migrate import MigrationError
 from tollway.telemetry.logs import configure_logging
 
 log = logging.getLogger("tollway.server")
@@ -87,4 +89,23 @@ def serve(settings: Settings, config_path: Path | None) -> None:
     )
 
 
-__all__ = ["load_settings", "serve", "worker_app"]
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tollway.server``: what ``tollway serve`` runs once the CLI has checked
+    the config (prints a one-line reason and exits non-zero on failure)."""
+    parser = argparse.ArgumentParser(prog="tollway serve")
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--workers", type=int)
+    args = parser.parse_args(argv)
+    overrides = {"host": args.host, "port": args.port, "workers": args.workers}
+    try:
+        settings = load_settings(args.config, overrides)
+        serve(settings, args.config)
+    except (ConfigError, MigrationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -15,11 +15,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from tollway.settings import Settings
 
 SECRET_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
@@ -29,10 +24,20 @@ class SealError(Exception):
     """Sealed data could not be opened (wrong secret or tampered)."""
 
 
+def hkdf_sha256(secret: bytes, info: bytes, length: int = 32) -> bytes:
+    """HKDF-SHA256 with an all-zero salt (RFC 5869): the standard library's HMAC suffices,
+    and the gateway avoids loading a crypto runtime it only needs for sealing."""
+    prk = hmac.new(b"\x00" * 32, secret, hashlib.sha256).digest()
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        out += block
+        counter += 1
+    return out[:length]
+
+
 def _derive(secret: bytes, purpose: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
-        secret
-    )
+    return hkdf_sha256(secret, purpose.encode())
 
 
 def _read_or_create(path: Path) -> str:
@@ -77,6 +82,8 @@ class ServerKeys:
 
     def seal(self, plaintext: bytes, context: str) -> str:
         """Encrypt and authenticate ``plaintext``, bound to ``context`` (e.g. a project id)."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         nonce = os.urandom(12)
         sealed = AESGCM(self.sealing).encrypt(nonce, plaintext, context.encode())
         return "v1:" + base64.urlsafe_b64encode(nonce + sealed).decode()
@@ -85,6 +92,9 @@ class ServerKeys:
         """Decrypt what ``seal`` produced for the same context."""
         if not token.startswith("v1:"):
             raise SealError("unknown sealed-data version")
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         raw = base64.urlsafe_b64decode(token[3:])
         try:
             return AESGCM(self.sealing).decrypt(raw[:12], raw[12:], context.encode())

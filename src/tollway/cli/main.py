@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -48,10 +50,6 @@ def serve(
         settings = load_settings(config, {"host": host, "port": port, "workers": workers})
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    # Imported once the config is known good: a bad config fails at once.
-    from tollway.server import serve as run_server
-    from tollway.store.migrate import MigrationError
-
     key, generated = ensure_master_key(settings)
     if generated:
         typer.echo(
@@ -65,10 +63,20 @@ def serve(
             err=True,
             fg=typer.colors.YELLOW,
         )
-    try:
-        run_server(settings, config)
-    except MigrationError as exc:
-        raise fail(str(exc), 1) from None
+    # The server runs in a fresh interpreter image (same process id): the CLI's own
+    # libraries (typer, rich, httpx) would otherwise stay resident for the server's life.
+    argv = [sys.executable, "-m", "tollway.server"]
+    for flag, value in (("--config", config), ("--host", host), ("--port", port)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Two malloc arenas instead of one per thread: the database driver's threads would
+    # otherwise each hold an arena of mostly idle memory.
+    env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
+    os.execve(sys.executable, argv, env)  # noqa: S606 (same interpreter, no shell)
 
 
 @app.command()

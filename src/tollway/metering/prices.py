@@ -13,15 +13,14 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
-
-import genai_prices
-from genai_prices.types import TieredPrices
+from typing import Any
 
 from tollway.metering.usage import Usage
 from tollway.settings import Price
 
 MILLION = Decimal(1_000_000)
-PriceValue = Decimal | TieredPrices | None
+# A Decimal, a genai_prices TieredPrices (``.base`` and ``.tiers``), or None.
+PriceValue = Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +59,7 @@ def _rate(value: PriceValue, total_input: int, fallback: Decimal = Decimal(0)) -
         return fallback
     if isinstance(value, Decimal):
         return value
-    rate = value.base
+    rate: Decimal = value.base
     for tier in value.tiers:
         if total_input > tier.start:
             rate = tier.price
@@ -95,6 +94,10 @@ class PriceBook:
 
 
 def _from_database(model: str, provider_id: str | None, base_url: str | None) -> ModelPrice | None:
+    # Loaded on first use: the package brings an HTTP client and tracing for its own
+    # updater, which a gateway with configured prices never needs.
+    import genai_prices
+
     # A custom base_url is matched by its host first (Groq, Together, ...); then the
     # provider type's own prices; then the model name alone. Self-hosted models should
     # set ``price:`` explicitly (zero is a price).

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Any
 
 from tollway.metering.budget import (
     NANO,
@@ -23,6 +21,9 @@ from tollway.metering.budget import (
     to_nano,
 )
 from tollway.store.db import Database
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 # KEYS: slot hashes. ARGV: wanted, then one limit per key.
 # Returns 0 on success, -i when slot i is not seeded yet, i when slot i is exhausted.

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Any
 
 from tollway.metering.limits import WINDOW, Limits, Ticket, limit_headers, refusal
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 # Per scope, 5 KEYS: requests now, requests previous minute, tokens now, tokens previous
 # minute, parallel. ARGV: weight of the previous minute, then rpm, tpm, parallel per scope

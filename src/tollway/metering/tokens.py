@@ -10,7 +10,6 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-import bpe_openai
 import orjson
 
 # Per-message framing overhead of chat formats, in tokens (role markers and separators).
@@ -25,6 +24,10 @@ class TokenCounter:
 
     @cached_property
     def _encoding(self) -> Any:
+        # Loaded on first use: the tables take ~130 MB, which a gateway that never needs
+        # a local count (no budgets, no count_tokens fallback) should not carry.
+        import bpe_openai
+
         return bpe_openai.get_encoding(self._encoding_name)
 
     def count_text(self, text: str) -> int:

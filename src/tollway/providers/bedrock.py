@@ -38,11 +38,6 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import Credentials  # type: ignore[import-untyped]
-from botocore.eventstream import EventStreamBuffer, ParserError  # type: ignore[import-untyped]
-from botocore.session import Session  # type: ignore[import-untyped]
 from yarl import URL
 
 from tollway.dialects.endpoints import Endpoint
@@ -103,6 +98,8 @@ class BedrockProvider(Provider):
         self._credentials: Any = None
         if config.aws_access_key_id and config.aws_secret_access_key:
             token = config.aws_session_token
+            from botocore.credentials import Credentials  # type: ignore[import-untyped]
+
             self._credentials = Credentials(
                 config.aws_access_key_id,
                 config.aws_secret_access_key.get_secret_value(),
@@ -140,6 +137,9 @@ class BedrockProvider(Provider):
         self, url: str, headers: dict[str, str], body: bytes, credentials: Any
     ) -> dict[str, str]:
         """``headers`` plus x-amz-date, the session token and the SigV4 authorization."""
+        from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+        from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+
         request = AWSRequest(method="POST", url=url, data=body, headers=headers)
         SigV4Auth(credentials, SIGNING_NAME, self.region).add_auth(request)
         return {str(name): str(value) for name, value in request.headers.items()}
@@ -149,6 +149,8 @@ class BedrockProvider(Provider):
             return self._credentials
         if self._chain is None:
             # Resolving the chain may read files or call the instance metadata service.
+            from botocore.session import Session  # type: ignore[import-untyped]
+
             self._chain = await asyncio.to_thread(lambda: Session().get_credentials())
             if self._chain is None:
                 raise UpstreamError(
@@ -169,6 +171,11 @@ class BedrockProvider(Provider):
 
     async def stream_events(self, upstream: UpstreamResponse) -> AsyncIterator[bytes]:
         """Binary event-stream messages as synthetic SSE events."""
+        from botocore.eventstream import (  # type: ignore[import-untyped]
+            EventStreamBuffer,
+            ParserError,
+        )
+
         buffer = EventStreamBuffer()
         received = consumed = 0
         async for chunk in upstream.chunks():
