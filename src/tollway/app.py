@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import TYPE_CHECKING
 
@@ -138,6 +139,11 @@ class Gateway:
                     log.error("startup failed", extra={"fields": {"reason": str(exc)}})
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                # Everything built so far lives as long as the process: keep the cyclic
+                # collector from rescanning it, so a full collection takes microseconds
+                # rather than tens of milliseconds in the middle of a request.
+                gc.collect()
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()

@@ -119,8 +119,12 @@ class Pipeline:
                 payload,
                 info,
             )
-            work = self._forwarder.run(send, record.admission.chain, record, info, headers)
-            await until_disconnect(receive, work)
+            chain = record.admission.chain
+            await until_disconnect(
+                receive,
+                send,
+                lambda tracked: self._forwarder.run(tracked, chain, record, info, headers),
+            )
         except TollwayError as error:
             await self._send_error(send, endpoint, error, record)
         except ClientDisconnected:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tollway.asgi import SSE_HEADERS, ClientDisconnected, RawHeaders, Receive, Send
+from tollway.asgi import SSE_HEADERS, ClientDisconnected, Message, RawHeaders, Receive, Send
 from tollway.dialects.render import render_stream_error
 from tollway.errors import TollwayError, UpstreamError
 from tollway.metering.stream_meter import StreamMeter
@@ -34,30 +33,46 @@ class StreamOutcome:
     complete: bool = False
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
+async def until_disconnect(receive: Receive, send: Send, work: Callable[[Send], Awaitable[T]]) -> T:
+    """Run ``work(send)``; if the client disconnects before the response is complete,
+    cancel it at once (dropping the upstream call) and raise ClientDisconnected.
 
+    One watcher task per request: the work runs in the caller's own task, which the
+    watcher cancels. After the last body message the server reports every connection
+    as gone, so the watcher stands down once the response is complete.
+    """
+    current = asyncio.current_task()
+    assert current is not None
+    done = False
+    gone = False
 
-async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
-    """Await ``work``; if the client disconnects first, cancel it and raise."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    async def tracked(message: Message) -> None:
+        nonlocal done
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            done = True
+        await send(message)
+
+    async def watch() -> None:
+        nonlocal gone
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not done:
+                    gone = True
+                    current.cancel()
+                return
+
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work(tracked)
     except asyncio.CancelledError:
-        task.cancel()
+        if gone:
+            current.uncancel()
+            raise ClientDisconnected from None
         raise
     finally:
+        done = True
         watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with suppress(asyncio.CancelledError, Exception):
-        await task
-    raise ClientDisconnected
 
 
 async def read_whole(upstream: UpstreamResponse) -> bytes:

@@ -69,6 +69,7 @@ def serve(settings: Settings, config_path: Path | None) -> None:
         "http": "httptools",
         "lifespan": "on",
         "access_log": False,
+        "proxy_headers": False,  # no X-Forwarded-* trust; saves a middleware per request
         "log_config": None,
         "server_header": False,
         "timeout_graceful_shutdown": 30,
