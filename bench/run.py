@@ -647,6 +647,12 @@ class Bench:
         if self.gateway:
             self.gateway.check_alive()
 
+    def server_for(self, side: Endpoint) -> Service:
+        """The process that answers this side's requests (the one whose CPU we count)."""
+        server = self.upstream if side.label == "direct" else self.gateway
+        assert server is not None
+        return server
+
     def foreign_cpu(self) -> dict[str, float]:
         """CPU used by processes that are not part of the benchmark, since the start."""
         start, now = self.counters_at_start, CpuCounters.now()
@@ -720,9 +726,15 @@ def scenario_latency_c1(bench: Bench) -> ScenarioResult:
     rounds: dict[str, list[dict[str, float]]] = {side.label: [] for side in sides}
     for i in range(bench.opts.rounds):
         for side in sides if i % 2 == 0 else sides[::-1]:
+            server = bench.server_for(side)
+            cpu_before = sample_process(server.pid).cpu_s
             result = bench.wrk(side, 1, bench.opts.duration)
+            cpu_s = sample_process(server.pid).cpu_s - cpu_before
             res.errors += wrk_problems(result, f"round {i + 1} {side.label}")
-            rounds[side.label].append(dict(result.latency_ms, rps=result.rps))
+            per_req_us = cpu_s / result.requests * 1e6 if result.requests else math.nan
+            rounds[side.label].append(
+                dict(result.latency_ms, rps=result.rps, cpu_per_request_us=per_req_us)
+            )
             log(
                 f"latency c=1: round {i + 1}/{bench.opts.rounds} {side.label:7s} "
                 f"p50 {result.latency_ms['50']:.3f} ms  p99 {result.latency_ms['99']:.3f} ms"
@@ -743,6 +755,13 @@ def scenario_latency_c1(bench: Bench) -> ScenarioResult:
             target,
         ),
         Metric("p99 latency, c=1, non-streamed", "ms", med("direct", "99"), med("gateway", "99")),
+        Metric(
+            "CPU per request, c=1 (direct: fake upstream)",
+            "us",
+            med("direct", "cpu_per_request_us"),
+            med("gateway", "cpu_per_request_us"),
+            show_added=False,
+        ),
     ]
     for label, values in rounds.items():
         p50s = [r["50"] for r in values]
@@ -758,10 +777,8 @@ def scenario_throughput_c32(bench: Bench) -> ScenarioResult:
     res = ScenarioResult()
     secs = bench.opts.load_duration
     measured: dict[str, dict[str, float]] = {}
-    servers = {"direct": bench.upstream, "gateway": bench.gateway}
     for side in bench.sides():
-        server = servers[side.label]
-        assert server is not None
+        server = bench.server_for(side)
         stats_before = bench.upstream_stats()
         before = sample_process(server.pid)
         log(f"throughput c=32: {side.label} {secs}s")
@@ -784,7 +801,10 @@ def scenario_throughput_c32(bench: Bench) -> ScenarioResult:
             "cpu_utilisation": (after_run.cpu_s - before.cpu_s) / result.seconds,
             "cpu_per_request_us": per_req_us,
             "upstream_calls": upstream_calls,
-            **{f"latency_p{k}_ms": v for k, v in result.latency_ms.items()},
+            **{
+                f"latency_{'p' if k.isdigit() else ''}{k}_ms": v
+                for k, v in result.latency_ms.items()
+            },
         }
         log(
             f"throughput c=32: {side.label} {result.rps:,.0f} req/s, "
@@ -1100,6 +1120,12 @@ def machine_info(opts: Options) -> dict[str, Any]:
         text=True,
         check=False,
     )
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--", "src"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     try:
         tollway_version = importlib.metadata.version("tollway")
     except importlib.metadata.PackageNotFoundError:
@@ -1114,6 +1140,7 @@ def machine_info(opts: Options) -> dict[str, Any]:
         "wrk": (wrk_version.stdout or wrk_version.stderr).split(" [")[0].strip(),
         "tollway": tollway_version,
         "git_commit": git.stdout.strip() or None,
+        "git_dirty": bool(dirty.stdout.strip()),  # the gateway ran uncommitted src/ changes
         "pinning": (
             f"gateway CPU {GATEWAY_CPU}; upstream, wrk, client CPU {LOAD_CPU}"
             if CAN_PIN
@@ -1147,6 +1174,7 @@ def report(
     out.append(
         f"{info['date']} · {info['nproc']} CPUs ({info['cpu_model']}) · Python {info['python']} · "
         f"{info['wrk']} · tollway {info['tollway']} · commit {info['git_commit']}"
+        + (" + uncommitted src/ changes" if info["git_dirty"] else "")
     )
     out.append(f"Pinning: {info['pinning']}.")
     out += ["", markdown_table(rows) if rows else "(no metrics)", ""]
