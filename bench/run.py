@@ -58,6 +58,7 @@ HOST = "127.0.0.1"
 MASTER_KEY = "sk-bench-master-key-0123456789abcdef"
 UPSTREAM_KEY = "sk-upstream-fake"
 MODEL = "bench-model"
+TRANSLATED_MODEL = "bench-claude"  # served by the fake's Anthropic API, called in OpenAI's
 GATEWAY_CPU = 0
 LOAD_CPU = 1  # fake upstream, wrk and the Python client share this core
 QUIET_BUSY_SHARE = 0.10  # machine busier than this before the start: warn
@@ -954,6 +955,94 @@ def scenario_stream_ttft(bench: Bench) -> ScenarioResult:
     return res
 
 
+def _mint_key(bench: Bench, body: dict[str, Any]) -> str:
+    """A virtual key from the gateway's management API."""
+    assert bench.gateway is not None
+    conn = http.client.HTTPConnection(HOST, bench.gateway.port, timeout=10)
+    try:
+        payload = json.dumps(body)
+        headers = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
+        conn.request("POST", "/api/v1/keys", payload, headers)
+        response = conn.getresponse()
+        data = json.loads(response.read())
+        if response.status != 201:
+            raise BenchError(f"could not mint a bench key: {response.status} {data}")
+        return str(data["key"])
+    finally:
+        conn.close()
+
+
+def scenario_paths(bench: Bench) -> ScenarioResult:
+    """What each feature on the request path costs: the same non-streamed call through the
+    gateway with the master key, a virtual key, a key with a budget and rate limits
+    (metering, worst-case reservation, settlement), and an OpenAI-dialect call to a model
+    served by an Anthropic-type provider (translation both ways)."""
+    res = ScenarioResult()
+    if bench.via_gateway is None:
+        return res
+    plain = _mint_key(bench, {"name": "bench-plain"})
+    metered = _mint_key(
+        bench,
+        {"name": "bench-metered", "max_budget_usd": 1_000_000, "rpm": 10**9, "tpm": 2**31 - 1},
+    )
+    base = bench.via_gateway
+
+    def with_key(key: str) -> Endpoint:
+        headers = (("Authorization", f"Bearer {key}"), ("Content-Type", "application/json"))
+        return replace(base, headers=headers)
+
+    translated_body = json.loads(base.body)
+    translated_body["model"] = TRANSLATED_MODEL
+    paths = [
+        ("master key, pass-through", base),
+        ("virtual key", with_key(plain)),
+        ("virtual key + budget + limits", with_key(metered)),
+        (
+            "OpenAI client -> Anthropic upstream",
+            base.with_body(json.dumps(translated_body).encode()),
+        ),
+    ]
+    server = bench.server_for(base)
+    secs = max(3, bench.opts.load_duration // 2)
+    measured: dict[str, dict[str, float]] = {}
+    for label, endpoint in paths:
+        failure = run_async(probe(endpoint, stream=False))
+        if failure:
+            res.errors.append(f"{label}: {failure}")
+            continue
+        bench.wrk(endpoint, 32, 1)  # warm-up (caches, connection pool)
+        before = sample_process(server.pid)
+        load = bench.wrk(endpoint, 32, secs)
+        time.sleep(0.5)
+        after = sample_process(server.pid)
+        res.errors += wrk_problems(load, f"{label} c=32")
+        latency = bench.wrk(endpoint, 1, max(2, bench.opts.duration // 2))
+        cpu_us = (after.cpu_s - before.cpu_s) / load.requests * 1e6 if load.requests else math.nan
+        measured[label] = {
+            "cpu_per_request_us": cpu_us,
+            "rps": load.rps,
+            "p50_ms": latency.latency_ms.get("50", math.nan),
+        }
+        log(
+            f"paths: {label}: {cpu_us:.1f} us CPU/request, p50 c=1 {measured[label]['p50_ms']:.3f} ms"
+        )
+    res.raw = measured
+    baseline = measured.get("master key, pass-through", {}).get("cpu_per_request_us")
+    for label, values in measured.items():
+        res.metrics.append(
+            Metric(f"CPU per request, c=32: {label}", "us", baseline, values["cpu_per_request_us"])
+        )
+    for label, values in measured.items():
+        res.metrics.append(
+            Metric(f"p50 latency, c=1: {label}", "ms", None, values["p50_ms"], show_added=False)
+        )
+    res.notes.append(
+        "paths: the direct column holds the master-key path, so 'added' is what the feature "
+        "costs on top of plain pass-through"
+    )
+    return res
+
+
 def scenario_memory(bench: Bench) -> ScenarioResult:
     """Resident memory of the gateway (whole process tree) after the load above."""
     res = ScenarioResult()
@@ -1003,6 +1092,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         scenario_throughput_c32,
     ),
     Scenario("stream_ttft", "Streams: added time to first chunk", scenario_stream_ttft),
+    Scenario("paths", "What keys, metering and translation cost per request", scenario_paths),
     Scenario("memory", "Gateway resident memory", scenario_memory),
 )
 
@@ -1020,9 +1110,15 @@ def gateway_config(workdir: Path, upstream_port: int) -> Path:
         "providers:\n"
         f'  fake: {{type: openai, base_url: "http://{HOST}:{upstream_port}/v1", '
         f'api_key: "{UPSTREAM_KEY}"}}\n'
+        f'  fake-anthropic: {{type: anthropic, base_url: "http://{HOST}:{upstream_port}", '
+        f'api_key: "{UPSTREAM_KEY}"}}\n'
         "models:\n"
         f"  - name: {MODEL}\n"
         "    provider: fake\n"
+        "    price: {input_mtok: 0.15, output_mtok: 0.6}\n"
+        f"  - name: {TRANSLATED_MODEL}\n"
+        "    provider: fake-anthropic\n"
+        "    price: {input_mtok: 3, output_mtok: 15}\n"
     )
     return path
 

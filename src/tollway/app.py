@@ -27,6 +27,7 @@ from tollway.metering.records import Recorder
 from tollway.metering.redis_ledger import RedisLedger
 from tollway.metering.redis_limits import RedisLimiter
 from tollway.metering.sql_ledger import SqlLedger
+from tollway.metering.sqlite_ledger import SqliteLedger
 from tollway.metering.tokens import TokenCounter
 from tollway.pipeline import Pipeline
 from tollway.providers.base import Provider
@@ -93,6 +94,9 @@ class Gateway:
         # Exact whatever shares the budget: every process on this database, or on Redis.
         if self.redis is not None:
             return RedisLedger(self.db, self.redis, self.settings.redis_prefix)
+        path = self.db.sqlite_file
+        if path is not None:
+            return SqliteLedger(path)
         return SqlLedger(self.db)
 
     def _limiter(self) -> RateLimiter:
@@ -154,6 +158,8 @@ class Gateway:
         """Finish background writes and close connection pools."""
         await self.directory.drain()
         await self.recorder.aclose()
+        if isinstance(self.meter.ledger, SqliteLedger):
+            self.meter.ledger.close()
         if self.redis is not None:
             await self.redis.aclose()
         for provider in self.providers.values():

@@ -132,7 +132,7 @@ class Meter:
         default_max_output: int,
     ) -> None:
         self.prices = prices
-        self._ledger = ledger
+        self.ledger = ledger
         self._limiter = limiter
         self.recorder = recorder
         self._tokens = tokens
@@ -191,14 +191,14 @@ class Meter:
                 for route in plan.routes()
                 if (price := self.price_of(route)) is not None
             )
-            admission.reservation = await self._ledger.reserve(budgets, worst)
+            admission.reservation = await self.ledger.reserve(budgets, worst)
         scopes = _rate_scopes(principal)
         if scopes:
             try:
                 admission.ticket = await self._limiter.acquire(scopes)
             except BaseException:
                 if admission.reservation is not None:
-                    await self._ledger.settle(admission.reservation, Decimal(0))
+                    await self.ledger.settle(admission.reservation, Decimal(0))
                 raise
             admission.headers = admission.ticket.headers
         return admission
@@ -294,11 +294,11 @@ class Meter:
         if admission is None:
             return
         if admission.reservation is not None:
-            await self._ledger.settle(admission.reservation, outcome.cost or Decimal(0))
+            await self.ledger.settle(admission.reservation, outcome.cost or Decimal(0))
         if admission.ticket is not None:
             tokens = outcome.usage.total_tokens if outcome.usage else 0
             await self._limiter.release(admission.ticket, tokens)
 
     async def spent(self, budget: Budget) -> Decimal:
         """Current-period spend of a budget (recorded plus held)."""
-        return await self._ledger.spent(budget)
+        return await self.ledger.spent(budget)

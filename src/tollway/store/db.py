@@ -20,6 +20,7 @@ class Database:
         self.engine = create_engine(url)
         self._sessions = sessions(self.engine)
         path = sqlite_path(url) if is_sqlite(url) else None
+        self.sqlite_file = path
         self.epoch: EpochReader = (
             SqliteEpochReader(path) if path is not None else SqlEpochReader(self.engine)
         )
