@@ -1036,6 +1036,15 @@ def scenario_paths(bench: Bench) -> ScenarioResult:
         res.metrics.append(
             Metric(f"p50 latency, c=1: {label}", "ms", None, values["p50_ms"], show_added=False)
         )
+    res.metrics.append(
+        Metric(
+            "gateway RSS after these paths (tokenizer loaded by budgets)",
+            "MB",
+            None,
+            sample_process(server.pid).rss_mb,
+            show_added=False,
+        )
+    )
     res.notes.append(
         "paths: the direct column holds the master-key path, so 'added' is what the feature "
         "costs on top of plain pass-through"
@@ -1092,8 +1101,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         scenario_throughput_c32,
     ),
     Scenario("stream_ttft", "Streams: added time to first chunk", scenario_stream_ttft),
-    Scenario("paths", "What keys, metering and translation cost per request", scenario_paths),
     Scenario("memory", "Gateway resident memory", scenario_memory),
+    Scenario("paths", "What keys, metering and translation cost per request", scenario_paths),
 )
 
 
