@@ -7,6 +7,7 @@ import shlex
 import sqlite3
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -366,3 +367,23 @@ def test_unsupported_database_url_is_a_one_line_config_error(
     if command == "serve":
         args += ["--port", str(free_port())]
     one_line_error(run_cli(*args, timeout=30), "database_url")
+
+
+def test_keys_create_with_an_absolute_expiry(gw: ServedGateway) -> None:
+    at = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    created = as_json(
+        tw(
+            gw,
+            "keys",
+            "create",
+            "--name",
+            unique("until"),
+            "--expires-at",
+            at.isoformat(),
+            "--json",
+        )
+    )
+    assert created["expires_at"] == at.isoformat().replace("+00:00", "Z")
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    one_line_error(tw(gw, "keys", "create", "--name", "late", "--expires-at", past), "future")
+    one_line_error(tw(gw, "keys", "create", "--name", "bad", "--expires-at", "soon"), "expires_at")

@@ -24,7 +24,7 @@ def ensure_master_key(settings: Settings) -> tuple[str, bool]:
     path = master_key_path(settings)
     if path.is_file():
         return path.read_text(encoding="utf-8").strip(), False
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = MASTER_KEY_PREFIX + secrets.token_urlsafe(32)
     # O_EXCL: two workers starting at once must not both write a different key.
     try:

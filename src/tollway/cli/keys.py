@@ -57,6 +57,9 @@ def create(
     name: Annotated[str, typer.Option(help="A name for people.")],
     project: Annotated[str | None, typer.Option(help="Project id or name.")] = None,
     ttl: Annotated[str | None, typer.Option(help="Lifetime: 90s, 15m, 24h, 7d.")] = None,
+    expires_at: Annotated[
+        str | None, typer.Option("--expires-at", help="ISO time, e.g. 2026-12-01T00:00:00Z.")
+    ] = None,
     models: ModelsOption = None,
     budget: BudgetOption = None,
     budget_period: PeriodOption = None,
@@ -77,6 +80,7 @@ def create(
             "name": name,
             "project": project,
             "ttl": ttl,
+            "expires_at": expires_at,
             "models": _models(models),
             "max_requests": max_requests,
         }

@@ -56,7 +56,7 @@ class Journal:
 
     def __init__(self, data_dir: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.directory = data_dir / JOURNAL_DIR
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._segment_bytes = segment_bytes
         self._current: _Segment | None = None
         self._closed: list[Path] = []
