@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tollway.metering.journal import Journal
 from tollway.store.db import Database
@@ -169,11 +169,12 @@ class Recorder:
 
     async def _insert(self, records: list[dict[str, Any]]) -> None:
         rows = [to_row(record) for record in records]
-        if self._db.engine.dialect.name == "sqlite":
+        if self._db.sqlite_file is not None:
             await self._insert_sqlite(rows)
             return
         table = cast(Table, SpendRecord.__table__)
-        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=["request_id"])
+        dialect = postgresql if self._db.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(table).on_conflict_do_nothing(index_elements=["request_id"])
         async with self._db.transaction() as session:
             await session.execute(statement, rows)
 
