@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -21,31 +19,13 @@ from typer.testing import CliRunner
 
 from fake_upstream import TEXT, FakeUpstream
 from harness import GPT, GPT_UPSTREAM, MASTER_KEY, OPENAI_UPSTREAM_KEY
+from served import clean_env, free_port
 from tollway.auth.master import ensure_master_key
 from tollway.cli.main import app as cli_app
 from tollway.settings import load_settings
 
 TOLLWAY = str(Path(sys.executable).parent / "tollway")
 PROMPT = "a very particular prompt 7c1f"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without variables that would change the gateway's config."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("TOLLWAY_")
-        and name not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL")
-    }
-    env["NO_COLOR"] = "1"
-    return env
 
 
 def write_config(tmp_path: Path, fake: FakeUpstream, **changes: Any) -> Path:
@@ -67,7 +47,12 @@ def write_config(tmp_path: Path, fake: FakeUpstream, **changes: Any) -> Path:
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [TOLLWAY, *args], cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=60
+        [TOLLWAY, *args],
+        cwd=cwd,
+        env=clean_env(NO_COLOR="1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -83,7 +68,7 @@ class Served:
             self.process = subprocess.Popen(
                 [TOLLWAY, "serve", "--config", str(config), "--port", str(self.port), *extra],
                 cwd=tmp_path,
-                env=clean_env(),
+                env=clean_env(NO_COLOR="1"),
                 stdout=out,
                 stderr=err,
             )

@@ -9,13 +9,10 @@ stdout and stderr go to a file, so tests can check what it logged.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +22,10 @@ import openai
 import yaml
 
 from fake_upstream import FakeUpstream
+from served import TOLLWAY, clean_env
+from served import ServedGateway as Served
 
 BIN = Path(sys.executable).parent
-TOLLWAY = str(BIN / "tollway")
 PYTHON = str(BIN / "python")
 
 MASTER_KEY = "sk-tw-master-keytests-5e1f0c9a7b3d2864"
@@ -45,25 +43,6 @@ CLAUDE_BIG = "claude-big"
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 CLIENT_TIMEOUT = 10.0
 OPENAI_ERROR_KEYS = {"message", "type", "code", "param"}
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The parent environment without anything that would steer tollway or the SDKs."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("TOLLWAY_", "OPENAI_", "ANTHROPIC_"))
-    }
-    env.update(extra)
-    return env
 
 
 def write_config(path: Path, data_dir: Path, upstream: FakeUpstream, **overrides: Any) -> Path:
@@ -93,89 +72,8 @@ def write_config(path: Path, data_dir: Path, upstream: FakeUpstream, **overrides
     return path
 
 
-@dataclass
-class ServedGateway:
-    """``tollway serve`` in a subprocess (its own process group), logging to a file."""
-
-    config: Path
-    data_dir: Path
-    workers: int = 1
-    port: int = 0
-    log_path: Path = field(init=False)
-    process: subprocess.Popen[bytes] | None = None
-
-    def __post_init__(self) -> None:
-        self.log_path = self.config.with_suffix(".log")
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def db_path(self) -> Path:
-        """The SQLite file (when the config uses the default database)."""
-        return self.data_dir / "tollway.db"
-
-    def start(self, timeout: float = 40.0) -> ServedGateway:
-        """Launch and wait until ``/health/ready`` answers 200.
-
-        A free port can be taken by someone else before the server binds it: then the
-        launch is retried on another port."""
-        for attempt in range(3):
-            self.port = free_port() if attempt or not self.port else self.port
-            seen = len(self.log_text()) if self.log_path.exists() else 0
-            try:
-                return self._launch(timeout)
-            except RuntimeError:
-                if "address already in use" not in self.log_text()[seen:].lower():
-                    raise
-        raise RuntimeError(f"no free port for the gateway:\n{self.log_text()}")
-
-    def _launch(self, timeout: float) -> ServedGateway:
-        command = [TOLLWAY, "serve", "--config", str(self.config), "--port", str(self.port)]
-        if self.workers > 1:
-            command += ["--workers", str(self.workers)]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.config.parent,
-                env=clean_env(),
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if self.process.poll() is not None:
-                    self.process = None
-                    raise RuntimeError(f"the gateway exited early:\n{self.log_text()}")
-                try:
-                    if client.get(self.url + "/health/ready").status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"the gateway did not become ready:\n{self.log_text()}")
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGTERM the server (uvicorn stops its workers); SIGKILL the group if stuck."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-
-    def log_text(self) -> str:
-        """Everything the gateway printed so far."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
+class ServedGateway(Served):
+    """A served gateway with clients for the key tests' master key and SDKs."""
 
     def admin(self, key: str = MASTER_KEY) -> httpx.Client:
         """A management API client authenticated with ``key``."""

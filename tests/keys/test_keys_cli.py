@@ -21,11 +21,8 @@ from keys_support import (
     GPT_UPSTREAM,
     MASTER_KEY,
     PYTHON,
-    TOLLWAY,
     ServedGateway,
     chat,
-    clean_env,
-    free_port,
     message,
     run_cli,
     run_clis,
@@ -34,6 +31,7 @@ from keys_support import (
 )
 
 from fake_upstream import TEXT, FakeUpstream
+from served import TOLLWAY, clean_env, free_port
 
 
 def tw(gw: ServedGateway, group: str, *args: str) -> Any:

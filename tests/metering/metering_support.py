@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -54,7 +52,6 @@ CLIENT_TIMEOUT = 15.0
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 BIN = Path(sys.executable).parent
-TOLLWAY = str(BIN / "tollway")
 
 # ----------------------------------------------------------------- models under test
 # Client name -> (provider, upstream model id). Upstream ids the price database knows
@@ -471,23 +468,6 @@ def spend_rows(db_path: Path, where: str, *args: Any) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------- tollway serve
 
 
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without anything that would steer tollway or the SDKs."""
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("TOLLWAY_", "OPENAI_", "ANTHROPIC_"))
-    }
-
-
 def write_config(path: Path, data_dir: Path, upstream: FakeUpstream, **overrides: Any) -> Path:
     """A gateway config file in front of ``upstream`` with the metering models."""
     config: dict[str, Any] = {
@@ -503,80 +483,6 @@ def write_config(path: Path, data_dir: Path, upstream: FakeUpstream, **overrides
     config.update(overrides)
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
-
-
-@dataclass
-class Served:
-    """``tollway serve --config`` in a subprocess (own process group), logging to a file."""
-
-    config: Path
-    data_dir: Path
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        """Where the process's output goes."""
-        return self.config.with_suffix(f".{self.port}.log")
-
-    def start(self, timeout: float = 40.0) -> Served:
-        """Launch and wait until ``/health/ready`` answers 200."""
-        self.port = self.port or free_port()
-        command = [TOLLWAY, "serve", "--config", str(self.config), "--port", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.config.parent,
-                env=clean_env(),
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the gateway exited early:\n{self.log_text()}")
-                try:
-                    if client.get(self.url + "/health/ready").status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"the gateway did not become ready:\n{self.log_text()}")
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL the process group: no shutdown, no flush."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM (graceful); SIGKILL the group if it hangs."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-
-    def log_text(self) -> str:
-        """Everything the process printed."""
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
 
 
 # ----------------------------------------------------------------- direct DB writes

@@ -23,7 +23,6 @@ from metering_support import (
     MESSAGES,
     Metered,
     MeteredUpstream,
-    Served,
     Tokens,
     admin_client,
     expected_cost,
@@ -32,6 +31,8 @@ from metering_support import (
     spend_rows,
     write_config,
 )
+
+from served import ServedGateway as Served
 
 CHAT_TOKENS = Tokens(input=1000, cached=200, output=50)
 MESSAGE_TOKENS = Tokens(input=3000, cached=1000, cache_write=1000, output=80)

@@ -26,7 +26,6 @@ from metering_support import (
     MODELS,
     Metered,
     MeteredUpstream,
-    Served,
     Tokens,
     admin_client,
     insert_spend,
@@ -38,6 +37,7 @@ from metering_support import (
 
 from checks import anthropic_error, openai_error
 from harness import GatewayServer, gateway_settings
+from served import ServedGateway as Served
 
 
 @pytest.fixture(scope="module")
