@@ -18,6 +18,7 @@ from fake_upstream import FakeUpstream
 from harness import MASTER_KEY, GatewayServer, gateway_settings
 
 CLIENT_TIMEOUT = 10.0
+pytest_plugins = ["services"]
 
 
 @pytest.fixture(scope="session", autouse=True)

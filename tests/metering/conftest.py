@@ -25,6 +25,7 @@ from metering_support import (
 )
 
 from harness import GatewayServer, gateway_settings
+from services import require
 
 
 @pytest.fixture(scope="session")
@@ -117,5 +118,5 @@ def redis_url() -> str:
         client.ping()
         client.close()
     except redis.RedisError as exc:
-        pytest.skip(f"no Redis on 127.0.0.1:6379 ({exc})")
+        require(f"no Redis on 127.0.0.1:6379 ({exc})")
     return url
