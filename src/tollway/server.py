@@ -13,6 +13,8 @@ from pathlib import Path
 import uvicorn
 
 from tollway.app import Gateway, create_app
+from tollway.auth.master import ensure_master_key, master_key_path
+from tollway.auth.secrets import server_secret
 from tollway.settings import ConfigError, Settings, load_settings
 from tollway.store.db import Database
 from tollway.store.migrate import MigrationError
@@ -47,11 +49,25 @@ def _exit_cleanly(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
+def prepare_data_dir(settings: Settings) -> None:
+    """Make the data dir (0700) and its generated secrets, before anything else uses it."""
+    _, generated = ensure_master_key(settings)
+    if generated:
+        # Where to find it, never the key: log lines are collected and kept elsewhere.
+        log.info(
+            "generated a master key",
+            extra={"fields": {"path": str(master_key_path(settings))}},
+        )
+    server_secret(settings)
+
+
 def serve(settings: Settings, config_path: Path | None) -> None:
     """Migrate the database, then serve until interrupted."""
     configure_logging(settings.log.level)
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    # Once, before any worker starts: workers then find the schema current.
+    # Once, before any worker starts: workers then find the data dir, its secrets and
+    # the schema in place, and only read them.
+    prepare_data_dir(settings)
     asyncio.run(_migrate(settings))
     log.info(
         "listening",

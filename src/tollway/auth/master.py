@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
+from tollway.datadir import ensure_data_dir, ensure_generated
 from tollway.settings import Settings
 
 MASTER_KEY_FILE = "master_key"
@@ -18,19 +18,11 @@ def master_key_path(settings: Settings) -> Path:
 
 
 def ensure_master_key(settings: Settings) -> tuple[str, bool]:
-    """The master key, and whether it was generated just now."""
+    """The master key, and whether it was generated just now (the data dir is made 0700
+    first either way: this is the first thing building the app does)."""
+    ensure_data_dir(settings.data_dir)
     if settings.master_key is not None:
         return settings.master_key.get_secret_value(), False
-    path = master_key_path(settings)
-    if path.is_file():
-        return path.read_text(encoding="utf-8").strip(), False
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = MASTER_KEY_PREFIX + secrets.token_urlsafe(32)
-    # O_EXCL: two workers starting at once must not both write a different key.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip(), False
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
-    return key, True
+    return ensure_generated(
+        master_key_path(settings), lambda: MASTER_KEY_PREFIX + secrets.token_urlsafe(32)
+    )

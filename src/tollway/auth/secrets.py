@@ -13,8 +13,8 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 
+from tollway.datadir import ensure_data_dir, ensure_generated
 from tollway.settings import Settings
 
 SECRET_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
@@ -40,17 +40,12 @@ def _derive(secret: bytes, purpose: str) -> bytes:
     return hkdf_sha256(secret, purpose.encode())
 
 
-def _read_or_create(path: Path) -> str:
-    if path.is_file():
-        return path.read_text(encoding="utf-8").strip()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value + "\n")
+def server_secret(settings: Settings) -> str:
+    """``secret_key``, or the data dir's generated secret (created once, whole)."""
+    ensure_data_dir(settings.data_dir)
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    value, _ = ensure_generated(settings.data_dir / SECRET_FILE, lambda: secrets.token_urlsafe(48))
     return value
 
 
@@ -65,11 +60,7 @@ class ServerKeys:
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerKeys:
         """Derive from ``secret_key`` or the data dir's generated secret."""
-        if settings.secret_key is not None:
-            secret = settings.secret_key.get_secret_value()
-        else:
-            secret = _read_or_create(settings.data_dir / SECRET_FILE)
-        raw = secret.encode()
+        raw = server_secret(settings).encode()
         return cls(
             hashing=_derive(raw, "tollway/api-key-hash/v1"),
             sealing=_derive(raw, "tollway/credential-seal/v1"),

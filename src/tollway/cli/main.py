@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 
 from tollway.auth.master import ensure_master_key, master_key_path
-from tollway.cli import audit, keys, projects
-from tollway.cli.spend import spend
+from tollway.cli import audit, keys, projects, spend
 from tollway.settings import ConfigError, load_settings
 
 app = typer.Typer(
@@ -24,7 +23,7 @@ app = typer.Typer(
 app.add_typer(keys.app)
 app.add_typer(projects.app)
 app.add_typer(audit.app)
-app.command("spend")(spend)
+app.add_typer(spend.app)
 
 ConfigOption = Annotated[
     Path | None,
@@ -48,9 +47,9 @@ def serve(
     """Run the gateway."""
     try:
         settings = load_settings(config, {"host": host, "port": port, "workers": workers})
+        key, generated = ensure_master_key(settings)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    key, generated = ensure_master_key(settings)
     if generated:
         typer.echo(
             f"Generated a master key (stored in {master_key_path(settings)}, mode 0600):\n"
