@@ -306,7 +306,8 @@ class FakeUpstream:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         loop.run_until_complete(self._runner.setup())
-        loop.run_until_complete(web.SockSite(self._runner, sock).start())
+        # Room for hundreds of simultaneous connects (tests open many streams at once).
+        loop.run_until_complete(web.SockSite(self._runner, sock, backlog=1024).start())
         self._release = asyncio.Event()
         ready.set()
         loop.run_forever()

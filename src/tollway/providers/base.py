@@ -33,7 +33,7 @@ from tollway.errors import (
 from tollway.metering.stream_meter import StreamMeter
 from tollway.metering.usage import Usage, from_body
 from tollway.providers.transport import Transport, UpstreamResponse
-from tollway.settings import Dialect, ProviderConfig, Timeouts
+from tollway.settings import Dialect, ProviderConfig, Settings, Timeouts
 from tollway.sse import EventSplitter
 
 log = logging.getLogger("tollway.providers")
@@ -48,6 +48,9 @@ _CONTEXT_PHRASES = (
     "too long",
     "too many tokens",
 )
+# Until ``bound`` is called (build_providers does), a provider has the default bounds.
+_MAX_RESPONSE_BYTES: int = Settings.model_fields["max_response_bytes"].default
+_MAX_EVENT_BYTES: int = Settings.model_fields["max_event_bytes"].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +81,15 @@ class Provider(ABC):
         self.config = config
         self.base_url = (config.base_url or self.default_base_url).rstrip("/")
         self._api_key = config.api_key.get_secret_value() if config.api_key else None
+        self.max_event_bytes = _MAX_EVENT_BYTES
         self._transport = Transport(
-            name, config.timeouts or default_timeouts, config.max_connections
+            name, config.timeouts or default_timeouts, config.max_connections, _MAX_RESPONSE_BYTES
         )
+
+    def bound(self, max_response_bytes: int, max_event_bytes: int) -> None:
+        """Cap what one answer may hold in memory: a whole body, and one stream event."""
+        self._transport.max_response_bytes = max_response_bytes
+        self.max_event_bytes = max_event_bytes
 
     @abstractmethod
     def url(self, call: UpstreamCall) -> str:
@@ -107,7 +116,7 @@ class Provider(ABC):
 
     async def stream_events(self, upstream: UpstreamResponse) -> AsyncIterator[bytes]:
         """The response's events, each whole (SSE framing by default)."""
-        splitter = EventSplitter()
+        splitter = EventSplitter(self.max_event_bytes)
         async for chunk in upstream.chunks():
             for event in splitter.feed(chunk):
                 yield event

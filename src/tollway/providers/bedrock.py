@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -47,12 +48,73 @@ from tollway.metering.usage import Usage, from_converse, from_json
 from tollway.providers.base import Provider, UpstreamCall
 from tollway.providers.transport import UpstreamResponse
 from tollway.settings import ConfigError, Dialect, ProviderConfig, Timeouts
+from tollway.sse import event_too_large
 
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 SIGNING_NAME = "bedrock"
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
 _RATE_LIMITED = frozenset({"throttlingException"})
 _UNAVAILABLE = frozenset({"serviceUnavailableException", "modelNotReadyException"})
+# An event-stream message: a 12-byte prelude (lengths and their CRC), headers, payload,
+# and a 4-byte CRC of the whole.
+_PRELUDE = 12
+_SMALLEST_MESSAGE = _PRELUDE + 4
+
+
+class MalformedStream(Exception):
+    """Bytes that are not an AWS event stream."""
+
+
+class MessageFrames:
+    """Whole event-stream messages out of network chunks, none over ``max_bytes``.
+
+    A message starts with a prelude: its total length, its headers' length (4 bytes
+    each, big-endian) and their CRC32, so its size is known, and checked, before the
+    rest arrives (https://smithy.io/2.0/aws/amazon-eventstream.html).
+    """
+
+    __slots__ = ("_buffer", "_failed", "_max")
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._buffer = bytearray()
+        # A bad or oversized message was seen; raised once the messages before it are out.
+        self._failed: Exception | None = None
+
+    def rest(self) -> int:
+        """At the end of the stream: the bytes of a message it cut short (raises the
+        failure not yet reported, if any)."""
+        if self._failed is not None:
+            raise self._failed
+        return len(self._buffer)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Messages completed by ``chunk``, in order; a bad prelude or a message over
+        ``max_bytes`` raises, on this call or (after complete messages) on the next."""
+        if self._failed is not None:
+            raise self._failed
+        buffer = self._buffer
+        buffer += chunk
+        frames: list[bytes] = []
+        start = 0
+        while len(buffer) - start >= _PRELUDE:
+            total = int.from_bytes(buffer[start : start + 4], "big")
+            crc = int.from_bytes(buffer[start + 8 : start + _PRELUDE], "big")
+            if zlib.crc32(buffer[start : start + 8]) != crc or total < _SMALLEST_MESSAGE:
+                self._failed = MalformedStream("an event-stream message with a bad prelude")
+            elif total > self._max:
+                self._failed = event_too_large(self._max)
+            if self._failed is not None:
+                self._buffer = bytearray()
+                if not frames:
+                    raise self._failed
+                return frames
+            if len(buffer) - start < total:
+                break
+            frames.append(bytes(buffer[start : start + total]))
+            start += total
+        del buffer[:start]  # cheap: CPython moves a bytearray's start, not its bytes
+        return frames
 
 
 class BedrockStreamMeter(StreamMeter):
@@ -60,7 +122,7 @@ class BedrockStreamMeter(StreamMeter):
 
     def observe(self, event: bytes) -> bytes | None:
         """Account for one synthetic SSE event; it passes unchanged."""
-        self.events.append(event)
+        self.retain(event)
         if event.startswith(b"event: metadata\n"):
             try:
                 data = orjson.loads(event_data(event))
@@ -176,21 +238,20 @@ class BedrockProvider(Provider):
             ParserError,
         )
 
-        buffer = EventStreamBuffer()
-        received = consumed = 0
-        async for chunk in upstream.chunks():
-            buffer.add_data(chunk)
-            received += len(chunk)
-            try:
-                messages = list(buffer)
-            except ParserError:
-                raise UpstreamError(
-                    f"Provider '{self.name}' sent a malformed event stream."
-                ) from None
-            for message in messages:
-                consumed += message.prelude.total_length
-                yield self._event(message.headers, message.payload)
-        if received != consumed:
+        frames = MessageFrames(self.max_event_bytes)
+        decoder = EventStreamBuffer()
+        try:
+            async for chunk in upstream.chunks():
+                for frame in frames.feed(chunk):
+                    # One whole message at a time: botocore's buffer copies all it holds
+                    # on every add, which is quadratic for a big message in many chunks.
+                    decoder.add_data(frame)
+                    for message in decoder:
+                        yield self._event(message.headers, message.payload)
+            cut = frames.rest()
+        except (ParserError, MalformedStream):
+            raise UpstreamError(f"Provider '{self.name}' sent a malformed event stream.") from None
+        if cut:
             raise UpstreamError("The provider's stream ended in the middle of an event.")
 
     def _event(self, headers: dict[str, Any], payload: bytes) -> bytes:

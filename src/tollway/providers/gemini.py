@@ -53,7 +53,7 @@ class GeminiStreamMeter(StreamMeter):
 
     def observe(self, event: bytes) -> bytes | None:
         """Account for one ``GenerateContentResponse`` event; it passes unchanged."""
-        self.events.append(event)
+        self.retain(event)
         if b'"usageMetadata"' not in event and b"Reason" not in event:
             return event
         try:

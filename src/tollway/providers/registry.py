@@ -22,8 +22,11 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
-    """One provider instance (with its own connection pool) per configured account."""
-    return {
-        name: PROVIDER_TYPES[config.type](name, config, settings.timeouts)
-        for name, config in settings.providers.items()
-    }
+    """One provider instance (with its own connection pool) per configured account,
+    bounded by the settings' response and event size limits."""
+    providers: dict[str, Provider] = {}
+    for name, config in settings.providers.items():
+        provider = PROVIDER_TYPES[config.type](name, config, settings.timeouts)
+        provider.bound(settings.max_response_bytes, settings.max_event_bytes)
+        providers[name] = provider
+    return providers

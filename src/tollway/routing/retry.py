@@ -6,22 +6,34 @@ import random
 
 from tollway.errors import (
     TollwayError,
+    UpstreamBusy,
     UpstreamError,
     UpstreamRejected,
 )
+from tollway.providers.transport import RESPONSE_TOO_LARGE
 from tollway.settings import RetryConfig
+from tollway.sse import EVENT_TOO_LARGE
 
 _MAX_RETRY_AFTER = 60.0
+# An answer over the gateway's size limits: asking again would pay for it again, and it
+# says nothing about the upstream's health.
+_TOO_LARGE = frozenset({RESPONSE_TOO_LARGE, EVENT_TOO_LARGE})
 
 
 def retryable(error: TollwayError) -> bool:
-    """429, 5xx, timeouts and connection failures; never the client's own mistakes."""
-    return isinstance(error, UpstreamError)
+    """429, 5xx, timeouts and connection failures; never the client's own mistakes, nor
+    an answer too large for the gateway."""
+    return isinstance(error, UpstreamError) and error.code not in _TOO_LARGE
 
 
 def unhealthy(error: TollwayError) -> bool:
-    """Whether the failure counts against the deployment's health (circuit breaker)."""
-    return isinstance(error, UpstreamError) and not isinstance(error, UpstreamRejected)
+    """Whether the failure counts against the deployment's health (circuit breaker): not
+    when the gateway's own pool was busy, nor when the answer was merely too large."""
+    return (
+        isinstance(error, UpstreamError)
+        and not isinstance(error, UpstreamRejected | UpstreamBusy)
+        and error.code not in _TOO_LARGE
+    )
 
 
 def backoff(config: RetryConfig, attempt: int, error: TollwayError, honour: bool = True) -> float:
