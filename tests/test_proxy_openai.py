@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from checks import assert_no_leak
@@ -289,17 +290,33 @@ def test_client_headers_are_not_forwarded(
     assert "x-hop-secret" not in received.headers.get("connection", "")
 
 
-def test_unmapped_body_is_forwarded_byte_for_byte(
+def test_unmapped_body_is_forwarded_as_parsed(
     http: httpx.Client, fake: FakeUpstream, auth: dict[str, str]
 ) -> None:
-    # A glob-served model needs no rewrite, so the exact bytes go upstream.
+    # A glob-served model needs no rewrite: the same JSON goes upstream (serialized again,
+    # so what was checked is exactly what is forwarded).
     body = (
         b'{"model": "claude-any-1", "max_tokens": 5,\n "messages": [{"role":"user","content":"x"}]}'
     )
     headers = {**auth, "content-type": "application/json"}
     response = http.post("/v1/messages", content=body, headers=headers)
     assert response.status_code == 200, response.text
-    assert fake.last().raw == body
+    assert orjson.loads(fake.last().raw) == orjson.loads(body)
+
+
+def test_duplicate_keys_forward_what_was_authorized(
+    http: httpx.Client, fake: FakeUpstream, auth: dict[str, str]
+) -> None:
+    # A parser that keeps the first "model" upstream must not run a model other than
+    # the one the gateway routed and authorized (the last one, as the gateway reads it).
+    body = b'{"model": "not-configured", "model": "claude-any-2", "max_tokens": 5,'
+    body += b' "messages": [{"role": "user", "content": "x"}]}'
+    headers = {**auth, "content-type": "application/json"}
+    response = http.post("/v1/messages", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    raw = fake.last().raw
+    assert raw.count(b'"model"') == 1
+    assert orjson.loads(raw)["model"] == "claude-any-2"
 
 
 async def test_async_chat_and_stream(aoai: openai.AsyncOpenAI, fake: FakeUpstream) -> None:

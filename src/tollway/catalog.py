@@ -16,6 +16,7 @@ from tollway.asgi import send_response as send_bytes
 from tollway.auth.credentials import Principal
 from tollway.auth.directory import KeyDirectory
 from tollway.dialects.render import render_error
+from tollway.edge import dialect_of
 from tollway.errors import MethodNotAllowed, TollwayError
 from tollway.routing.router import Router
 from tollway.settings import Dialect
@@ -32,10 +33,10 @@ class Catalog:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /v1/models`` and ``GET /v1/models/{id}``."""
-        headers = header_map(scope)
-        dialect = Dialect.ANTHROPIC if "anthropic-version" in headers else Dialect.OPENAI
+        dialect = dialect_of(scope)
         id_header = (b"x-request-id", new_request_id().encode())
         try:
+            headers = header_map(scope)
             if scope["method"] != "GET":
                 raise MethodNotAllowed("Use GET to list models.", headers={"allow": "GET"})
             principal = await self._directory.authenticate(headers)

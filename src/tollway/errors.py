@@ -6,11 +6,18 @@
     ├── Unauthorized                 401     missing, unknown, expired or revoked key
     ├── PaymentRequired              402     budget exhausted
     ├── Forbidden                    403     model or route not allowed for this key
+    ├── RequestTimeout               408     the client did not send its body in time
     ├── PayloadTooLarge              413     body over the configured limit
     ├── UnsupportedMediaType         415     a compressed (Content-Encoding) body
+    ├── HeadersTooLarge              431     request headers over the limit
     ├── RateLimited                  429     a limit was hit; carries Retry-After
+    ├── InternalError                500     a bug: logged with its traceback
+    ├── ServiceUnavailable           503     the gateway's own database or Redis is down;
+    │                                        carries Retry-After
     ├── UpstreamError                502     the provider failed or answered garbage
     │   ├── UpstreamUnavailable      503     the provider is overloaded or unreachable
+    │   │   └── UpstreamBusy         503     no pooled connection free in time (the
+    │   │                                    gateway is busy; the provider is not sick)
     │   └── UpstreamTimeout          504     the provider did not answer in time
     └── UpstreamRejected             4xx     the provider refused the request itself
 
@@ -92,6 +99,13 @@ class MethodNotAllowed(TollwayError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(TollwayError):
+    """The client sent its request too slowly."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(TollwayError):
     """The body is larger than the configured limit."""
 
@@ -106,11 +120,35 @@ class UnsupportedMediaType(TollwayError):
     code = "unsupported_media_type"
 
 
+class HeadersTooLarge(TollwayError):
+    """The request's headers are larger than the limit."""
+
+    status = 431
+    code = "headers_too_large"
+
+
 class RateLimited(TollwayError):
     """A rate limit was hit."""
 
     status = 429
     code = "rate_limit_exceeded"
+
+
+class InternalError(TollwayError):
+    """Something the gateway did not expect; the details are in its log."""
+
+    status = 500
+    code = "internal_error"
+
+
+class ServiceUnavailable(TollwayError):
+    """A store the gateway depends on (database, Redis) is unreachable; retry shortly."""
+
+    status = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 2) -> None:
+        super().__init__(message, code=code, headers={"retry-after": str(retry_after)})
 
 
 class UpstreamError(TollwayError):
@@ -125,6 +163,12 @@ class UpstreamUnavailable(UpstreamError):
 
     status = 503
     code = "upstream_unavailable"
+
+
+class UpstreamBusy(UpstreamUnavailable):
+    """Every pooled connection to the provider stayed busy for the pool timeout."""
+
+    code = "upstream_pool_exhausted"
 
 
 class UpstreamTimeout(UpstreamError):

@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tollway.asgi import SSE_HEADERS, ClientDisconnected, Message, RawHeaders, Receive, Send
+from tollway.asgi import (
+    SSE_HEADERS,
+    ClientDisconnected,
+    RawHeaders,
+    Receive,
+    ResponseState,
+    Send,
+)
 from tollway.dialects.render import render_stream_error
 from tollway.errors import TollwayError, UpstreamError
 from tollway.metering.stream_meter import StreamMeter
@@ -33,45 +40,40 @@ class StreamOutcome:
     complete: bool = False
 
 
-async def until_disconnect(receive: Receive, send: Send, work: Callable[[Send], Awaitable[T]]) -> T:
-    """Run ``work(send)``; if the client disconnects before the response is complete,
-    cancel it at once (dropping the upstream call) and raise ClientDisconnected.
+async def until_disconnect(
+    receive: Receive, state: ResponseState, work: Callable[[], Awaitable[T]]
+) -> T:
+    """Run ``work()``; if the client disconnects before the answer is delivered, cancel
+    it at once (dropping the upstream call) and raise ClientDisconnected.
 
     One watcher task per request: the work runs in the caller's own task, which the
     watcher cancels. After the last body message the server reports every connection
-    as gone, so the watcher stands down once the response is complete.
+    as gone, so the watcher stands down once the response is complete, and a client
+    that hangs up right after a stream's final event has been served, not cut.
     """
     current = asyncio.current_task()
     assert current is not None
-    done = False
     gone = False
-
-    async def tracked(message: Message) -> None:
-        nonlocal done
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            done = True
-        await send(message)
 
     async def watch() -> None:
         nonlocal gone
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                if not done:
+                if not state.delivered:
                     gone = True
                     current.cancel()
                 return
 
     watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        return await work(tracked)
+        return await work()
     except asyncio.CancelledError:
         if gone:
             current.uncancel()
             raise ClientDisconnected from None
         raise
     finally:
-        done = True
         watcher.cancel()
 
 
@@ -113,6 +115,7 @@ async def send_stream(
     outcome: StreamOutcome,
     finish: Callable[[], Awaitable[None]],
     error_in: Callable[[bytes], UpstreamError | None],
+    state: ResponseState,
 ) -> None:
     """Pass SSE events through as they arrive, one flush per event (translated to the
     client's dialect when a translator is given).
@@ -157,6 +160,8 @@ async def send_stream(
             for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 outcome.events += 1
+            if meter.finished:
+                state.delivered = True  # the client has the whole answer
             event = await anext(iterator, None)
         if not meter.finished:
             raise UpstreamError("The provider's stream ended before its final event.")

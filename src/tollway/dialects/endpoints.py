@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from tollway.bounds import MAX_BEST_OF, MAX_CHOICES, MAX_OUTPUT_TOKENS
 from tollway.dialects import validate as v
 from tollway.errors import BadRequest
 from tollway.settings import Dialect
@@ -46,6 +47,10 @@ class RequestInfo:
     choices: int = 1
 
 
+def _output_limit(payload: v.Payload, field: str) -> int | None:
+    return v.optional_int(payload, field, minimum=1, maximum=MAX_OUTPUT_TOKENS)
+
+
 def _chat(payload: v.Payload) -> RequestInfo:
     model = v.model_name(payload)
     v.message_list(payload)
@@ -53,9 +58,12 @@ def _chat(payload: v.Payload) -> RequestInfo:
     v.optional_object(payload, "stream_options")
     for field in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         v.optional_number(payload, field)
-    choices = v.optional_int(payload, "n", minimum=1) or 1
-    max_tokens = v.optional_int(payload, "max_tokens", minimum=1)
-    max_completion = v.optional_int(payload, "max_completion_tokens", minimum=1)
+    choices = v.optional_int(payload, "n", minimum=1, maximum=MAX_CHOICES) or 1
+    max_tokens = _output_limit(payload, "max_tokens")
+    max_completion = _output_limit(payload, "max_completion_tokens")
+    v.optional_int(payload, "top_logprobs", minimum=0, maximum=20)
+    v.optional_int(payload, "seed", minimum=-(2**63))
+    v.optional_object(payload, "response_format")
     return RequestInfo(model, stream, max_completion or max_tokens, choices)
 
 
@@ -63,19 +71,21 @@ def _completions(payload: v.Payload) -> RequestInfo:
     model = v.model_name(payload)
     v.text_or_list(payload, "prompt", required=True)
     stream = v.optional_bool(payload, "stream")
+    v.optional_object(payload, "stream_options")
     v.optional_number(payload, "temperature")
     # best_of completions are generated (and billed) server-side, n of them returned.
     choices = max(
-        v.optional_int(payload, "n", minimum=1) or 1,
-        v.optional_int(payload, "best_of", minimum=1) or 1,
+        v.optional_int(payload, "n", minimum=1, maximum=MAX_CHOICES) or 1,
+        v.optional_int(payload, "best_of", minimum=1, maximum=MAX_BEST_OF) or 1,
     )
-    return RequestInfo(model, stream, v.optional_int(payload, "max_tokens", minimum=1), choices)
+    v.optional_int(payload, "logprobs", minimum=0, maximum=20)
+    return RequestInfo(model, stream, _output_limit(payload, "max_tokens"), choices)
 
 
 def _embeddings(payload: v.Payload) -> RequestInfo:
     model = v.model_name(payload)
     v.text_or_list(payload, "input", required=True)
-    v.optional_int(payload, "dimensions", minimum=1)
+    v.optional_int(payload, "dimensions", minimum=1, maximum=65_536)
     return RequestInfo(model, False, None)
 
 
@@ -83,21 +93,23 @@ def _responses(payload: v.Payload) -> RequestInfo:
     model = v.model_name(payload)
     v.text_or_list(payload, "input", required=False)
     stream = v.optional_bool(payload, "stream")
+    v.optional_object(payload, "stream_options")
     v.optional_number(payload, "temperature")
-    return RequestInfo(model, stream, v.optional_int(payload, "max_output_tokens", minimum=1))
+    return RequestInfo(model, stream, _output_limit(payload, "max_output_tokens"))
 
 
 def _messages(payload: v.Payload) -> RequestInfo:
     model = v.model_name(payload)
     v.message_list(payload)
-    max_tokens = v.optional_int(payload, "max_tokens", minimum=1)
+    max_tokens = _output_limit(payload, "max_tokens")
     if max_tokens is None:
         raise BadRequest("Missing required field 'max_tokens'.", param="max_tokens")
     v.text_or_list(payload, "system", required=False)
     v.optional_number(payload, "temperature")
     v.optional_number(payload, "top_p")
-    v.optional_int(payload, "top_k", minimum=0)
+    v.optional_int(payload, "top_k", minimum=0, maximum=MAX_OUTPUT_TOKENS)
     v.optional_object(payload, "metadata")
+    v.optional_strings(payload, "stop_sequences")
     return RequestInfo(model, v.optional_bool(payload, "stream"), max_tokens)
 
 

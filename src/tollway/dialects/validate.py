@@ -1,7 +1,9 @@
 """Shape checks for request bodies: wrong types become a 400 naming the field.
 
 Only the fields the gateway relies on (or that would otherwise turn into an upstream 500)
-are checked; everything else passes through to the provider untouched.
+are checked; everything else passes through to the provider untouched. Whatever is
+journaled, reserved on or forwarded is bounded here (``bounds.py``): the model name's
+length and characters, and every size a budget hold is computed from.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from tollway.bounds import INT64_MAX, MAX_MODEL_NAME, printable
 from tollway.errors import BadRequest
 
 Payload = dict[str, Any]
@@ -35,6 +38,12 @@ def model_name(payload: Payload) -> str:
         raise BadRequest("Missing required field 'model'.", param="model")
     if not isinstance(value, str) or not value:
         raise BadRequest("Field 'model' must be a non-empty string.", param="model")
+    if len(value) > MAX_MODEL_NAME:
+        raise BadRequest(
+            f"Field 'model' must be at most {MAX_MODEL_NAME} characters.", param="model"
+        )
+    if not printable(value):
+        raise BadRequest("Field 'model' must not contain control characters.", param="model")
     return value
 
 
@@ -48,8 +57,10 @@ def optional_bool(payload: Payload, field: str) -> bool:
     return value
 
 
-def optional_int(payload: Payload, field: str, minimum: int = 0) -> int | None:
-    """An integer field with a lower bound."""
+def optional_int(
+    payload: Payload, field: str, minimum: int = 0, maximum: int = INT64_MAX
+) -> int | None:
+    """An integer field within bounds."""
     value = payload.get(field)
     if value is None:
         return None
@@ -57,6 +68,8 @@ def optional_int(payload: Payload, field: str, minimum: int = 0) -> int | None:
         raise BadRequest(f"Field '{field}' must be an integer.", param=field)
     if value < minimum:
         raise BadRequest(f"Field '{field}' must be at least {minimum}.", param=field)
+    if value > maximum:
+        raise BadRequest(f"Field '{field}' must be at most {maximum}.", param=field)
     return value
 
 
@@ -102,3 +115,12 @@ def text_or_list(payload: Payload, field: str, required: bool) -> None:
         return
     if not isinstance(value, str | list):
         raise BadRequest(f"Field '{field}' must be a string or an array.", param=field)
+
+
+def optional_strings(payload: Payload, field: str) -> None:
+    """A field that must be an array of strings when present (stop sequences)."""
+    value = payload.get(field)
+    if value is not None and (
+        not isinstance(value, list) or not all(isinstance(item, str) for item in value)
+    ):
+        raise BadRequest(f"Field '{field}' must be an array of strings.", param=field)
