@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from tollway.admin.deps import Caller, Context, require_role
-from tollway.admin.schemas import AdminKeyCreate, AdminKeyCreated, AdminKeyPublic
+from tollway.admin.schemas import AdminKeyCreate, AdminKeyCreated, AdminKeyPublic, errors
 from tollway.admin.views import admin_key_public
 from tollway.audit.chain import append
 from tollway.errors import NotFound
@@ -53,7 +53,7 @@ async def list_admin_keys(ctx: Context) -> list[AdminKeyPublic]:
     return [admin_key_public(row) for row in rows]
 
 
-@router.delete("/{admin_key_id}", response_model=AdminKeyPublic)
+@router.delete("/{admin_key_id}", response_model=AdminKeyPublic, responses=errors(404))
 async def revoke_admin_key(admin_key_id: str, ctx: Context, caller: Caller) -> AdminKeyPublic:
     """Deactivate an admin key."""
     async with ctx.db.transaction() as session:

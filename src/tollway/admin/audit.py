@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from tollway.admin.deps import Context, require_role
+from tollway.admin.fields import Instant
 from tollway.admin.schemas import AuditEntryPublic, AuditVerification
 from tollway.admin.views import audit_public
 from tollway.audit.chain import filtered, verify
-from tollway.store.ids import to_utc
+from tollway.bounds import SAFE_INT
 
 router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(require_role("admin"))])
 
@@ -22,15 +22,13 @@ async def list_audit(
     actor: Annotated[str | None, Query()] = None,
     action: Annotated[str | None, Query()] = None,
     target: Annotated[str | None, Query(description="Target id (key or project).")] = None,
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
+    since: Annotated[Instant | None, Query(alias="from")] = None,
+    until: Annotated[Instant | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=SAFE_INT)] = 0,
 ) -> list[AuditEntryPublic]:
     """Entries, newest first."""
-    query = filtered(
-        actor=actor, action=action, target=target, since=to_utc(since), until=to_utc(until)
-    )
+    query = filtered(actor=actor, action=action, target=target, since=since, until=until)
     async with ctx.db.reader() as session:
         rows = (await session.scalars(query.limit(limit).offset(offset))).all()
     return [audit_public(entry) for entry in rows]

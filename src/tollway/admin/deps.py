@@ -9,13 +9,13 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from tollway.auth.credentials import presented_key
 from tollway.auth.secrets import ServerKeys
-from tollway.errors import Forbidden, Unauthorized
+from tollway.errors import BadRequest, Forbidden, Unauthorized
 from tollway.metering.records import Recorder
 from tollway.store import admin_keys
 from tollway.store.db import Database
@@ -42,6 +42,7 @@ class AdminContext:
     master_key: bytes
     recorder: Recorder
     provider_names: frozenset[str] = frozenset()
+    redis: Any = None  # redis.asyncio.Redis when configured (checked for readiness)
 
 
 def context(request: Request) -> AdminContext:
@@ -69,10 +70,19 @@ async def authenticate(request: Request, ctx: AdminContext) -> Admin:
     raise Unauthorized("Not a valid master key or admin key for the management API.")
 
 
+def check_url_text(request: Request) -> None:
+    """Path and query values reach database queries, and Postgres refuses NUL in text:
+    refuse it up front, on every database alike."""
+    for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
+        if "\x00" in name or "\x00" in str(value):
+            raise BadRequest(f"{name or 'query'}: must not contain NUL characters.", param=name)
+
+
 def require_role(minimum: str, reads: str | None = None) -> Callable[..., Awaitable[Admin]]:
     """A dependency admitting callers whose role is at least ``minimum`` for changes and
     at least ``reads`` (default: ``viewer``, or ``admin`` for admin-only routers) for
-    reads."""
+    reads. Every management route has one (see ``app.ensure_guarded``), so it also
+    checks the URL's text, once the caller is known."""
     read_role = reads or ("admin" if minimum == "admin" else "viewer")
 
     async def guard(request: Request, ctx: Context) -> Admin:
@@ -80,6 +90,7 @@ def require_role(minimum: str, reads: str | None = None) -> Callable[..., Awaita
         needed = read_role if request.method in ("GET", "HEAD") else minimum
         if ROLE_RANK[admin.role] < ROLE_RANK[needed]:
             raise Forbidden(f"This needs the '{needed}' role; the caller has '{admin.role}'.")
+        check_url_text(request)
         request.state.admin = admin
         return admin
 

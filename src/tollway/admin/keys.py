@@ -7,9 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from tollway.admin.deps import Caller, Context, require_role
-from tollway.admin.schemas import KeyCreate, KeyCreated, KeyPublic, KeyUpdate, parse_ttl
+from tollway.admin.fields import parse_ttl
+from tollway.admin.schemas import (
+    KeyCreate,
+    KeyCreated,
+    KeyPublic,
+    KeyUpdate,
+    errors,
+)
 from tollway.admin.views import key_public, project_filter, spend_summary
 from tollway.audit.chain import append
+from tollway.bounds import MAX_METADATA_FIELDS, SAFE_INT
 from tollway.errors import BadRequest, NotFound
 from tollway.store import keys as key_store
 from tollway.store import projects as project_store
@@ -72,10 +80,10 @@ _AUDITED = {
 async def list_keys(
     request: Request,
     ctx: Context,
-    project: Annotated[str | None, Query(description="Project id or name.")] = None,
+    project: Annotated[str | None, Query(min_length=1, description="Project id or name.")] = None,
     active: Annotated[bool | None, Query(description="Only usable (or unusable) keys.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=SAFE_INT)] = 0,
 ) -> list[KeyPublic]:
     """Keys, newest first. Filter metadata with ``metadata.<field>=<value>``."""
     metadata = {
@@ -83,6 +91,9 @@ async def list_keys(
         for name, value in request.query_params.items()
         if name.startswith("metadata.") and len(name) > len("metadata.")
     }
+    if len(metadata) > MAX_METADATA_FIELDS:
+        # No key has more fields; and each filter deepens the query (SQLite caps that).
+        raise BadRequest(f"At most {MAX_METADATA_FIELDS} metadata filters.", param="metadata")
     async with ctx.db.reader() as session:
         project_id = await project_filter(session, project)
         query = key_store.filtered(
@@ -97,7 +108,7 @@ async def list_keys(
     return [key_public(key, bool(project_active)) for key, project_active in rows]
 
 
-@router.get("/{key_id}", response_model=KeyPublic)
+@router.get("/{key_id}", response_model=KeyPublic, responses=errors(404))
 async def show_key(key_id: str, ctx: Context) -> KeyPublic:
     """One key."""
     await ctx.recorder.flush()
@@ -111,7 +122,7 @@ async def show_key(key_id: str, ctx: Context) -> KeyPublic:
     return public
 
 
-@router.patch("/{key_id}", response_model=KeyPublic)
+@router.patch("/{key_id}", response_model=KeyPublic, responses=errors(404))
 async def update_key(key_id: str, body: KeyUpdate, ctx: Context, caller: Caller) -> KeyPublic:
     """Change a key's name, models, limits, metadata or active flag."""
     changes = body.model_dump(exclude_unset=True)
@@ -134,7 +145,7 @@ async def update_key(key_id: str, body: KeyUpdate, ctx: Context, caller: Caller)
         return key_public(key)
 
 
-@router.delete("/{key_id}", response_model=KeyPublic)
+@router.delete("/{key_id}", response_model=KeyPublic, responses=errors(404))
 async def revoke_key(key_id: str, ctx: Context, caller: Caller) -> KeyPublic:
     """Revoke a key at once, in every process; the row stays for history and spend."""
     async with ctx.db.transaction() as session:

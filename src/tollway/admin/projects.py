@@ -5,10 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.admin.deps import Caller, Context, require_role
-from tollway.admin.schemas import ProjectCreate, ProjectPublic, ProjectUpdate, RevokeResult
+from tollway.admin.schemas import (
+    ProjectCreate,
+    ProjectPublic,
+    ProjectUpdate,
+    RevokeResult,
+    errors,
+)
 from tollway.admin.views import project_public, spend_summary
 from tollway.audit.chain import append
 from tollway.errors import BadRequest, NotFound
@@ -49,12 +56,18 @@ def _audited(body: ProjectCreate | ProjectUpdate) -> dict[str, object]:
 async def create_project(body: ProjectCreate, ctx: Context, caller: Caller) -> ProjectPublic:
     """Create a project."""
     _check_credentials(body, ctx.provider_names)
+    taken = BadRequest(f"A project named '{body.name}' already exists.", param="name")
     async with ctx.db.transaction() as session:
         if await project_store.by_name(session, body.name) is not None:
-            raise BadRequest(f"A project named '{body.name}' already exists.", param="name")
-        project = await project_store.create(
-            session, ctx.server_keys, body.name, body.model_dump(exclude={"name"})
-        )
+            raise taken
+        try:
+            project = await project_store.create(
+                session, ctx.server_keys, body.name, body.model_dump(exclude={"name"})
+            )
+        except IntegrityError:
+            # A concurrent request took the name between the check above and this insert
+            # (the name is the table's only unique column besides the random id).
+            raise taken from None
         await append(
             session,
             ctx.server_keys.audit,
@@ -77,7 +90,7 @@ async def list_projects(
     return [project_public(project, ctx.server_keys) for project in rows]
 
 
-@router.get("/{project_ref}", response_model=ProjectPublic)
+@router.get("/{project_ref}", response_model=ProjectPublic, responses=errors(404))
 async def show_project(project_ref: str, ctx: Context) -> ProjectPublic:
     """One project, by id or name."""
     await ctx.recorder.flush()
@@ -90,7 +103,7 @@ async def show_project(project_ref: str, ctx: Context) -> ProjectPublic:
     return public
 
 
-@router.patch("/{project_ref}", response_model=ProjectPublic)
+@router.patch("/{project_ref}", response_model=ProjectPublic, responses=errors(404))
 async def update_project(
     project_ref: str, body: ProjectUpdate, ctx: Context, caller: Caller
 ) -> ProjectPublic:
@@ -114,7 +127,7 @@ async def update_project(
         return project_public(project, ctx.server_keys)
 
 
-@router.post("/{project_ref}/revoke-keys", response_model=RevokeResult)
+@router.post("/{project_ref}/revoke-keys", response_model=RevokeResult, responses=errors(404))
 async def revoke_project_keys(project_ref: str, ctx: Context, caller: Caller) -> RevokeResult:
     """Revoke every key of a project at once."""
     async with ctx.db.transaction() as session:

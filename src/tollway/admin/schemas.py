@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -12,97 +11,68 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
-BudgetPeriod = Literal["day", "month"]
-Role = Literal["admin", "operator", "viewer"]
-# Column ranges: INTEGER for per-minute limits, BIGINT for lifetime counts.
-Limit = Annotated[int, Field(ge=1, le=2**31 - 1)]
-BigLimit = Annotated[int, Field(ge=1, le=2**63 - 1)]
-_TTL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_TTL_SECONDS = 10 * 365 * 86400
-
-
-def parse_ttl(value: str | int) -> int:
-    """Seconds from ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"`` or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("ttl must be a duration like '90m' or a number of seconds")
-    if isinstance(value, int):
-        seconds = value
-    else:
-        match = _TTL.match(value)
-        if not match:
-            raise ValueError("ttl must look like '90s', '15m', '24h', '7d' or be seconds")
-        seconds = int(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError("ttl must be positive")
-    if seconds > MAX_TTL_SECONDS:
-        raise ValueError("ttl must be at most 10 years")
-    return seconds
-
-
-def _no_nul(value: Any, where: str) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where} must not contain NUL characters")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _no_nul(key, where)
-            _no_nul(item, where)
-    elif isinstance(value, list):
-        for item in value:
-            _no_nul(item, where)
-
-
-def _header_safe(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value) or value != value.strip():
-        raise ValueError("must not contain spaces at the ends or control characters")
-    return value
-
-
-# A provider credential is sent in a header: it must be a non-empty, single-line token.
-Credential = Annotated[str, AfterValidator(_header_safe)]
+from tollway.admin.fields import (
+    MAX_TTL_SECONDS,
+    TTL_SCHEMA,
+    BigLimit,
+    BudgetPeriod,
+    Credential,
+    Instant,
+    Limit,
+    Money,
+    Patch,
+    Role,
+    check_metadata,
+    metadata_schema,
+    parse_ttl,
+    storable,
+)
+from tollway.bounds import (
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_METADATA_FIELDS,
+    MAX_METADATA_TEXT,
+    SAFE_INT,
+)
 
 
 class Body(BaseModel):
-    """Request bodies reject unknown fields (a typo must not pass silently) and NUL
-    characters (databases refuse them in text)."""
+    """Request bodies reject unknown fields (a typo must not pass silently), and text a
+    database or a log cannot hold."""
 
     model_config = ConfigDict(extra="forbid")
 
-    @model_validator(mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _text_is_storable(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name, value in data.items():
-                if name != "credentials":  # checked field by field, named precisely
-                    _no_nul(value, str(name))
-        return data
+    def _text_is_storable(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name != "metadata":  # checked with its own bounds, more precisely
+            storable(value)
+        return value
 
 
 class Limits(Body):
-    """Spend and rate limits shared by keys and projects."""
+    """Spend and rate limits shared by keys and projects; null clears a limit."""
 
-    max_budget_usd: Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=10)] | None = None
+    max_budget_usd: Money | None = None
     budget_period: BudgetPeriod | None = None
     rpm: Limit | None = None
     tpm: Limit | None = None
     max_parallel: Limit | None = None
-    metadata: dict[str, Any] | None = None
-
-    @field_validator("metadata")
-    @classmethod
-    def _small_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(value) > 64:
-            raise ValueError("at most 64 metadata fields")
-        return value
+    metadata: Annotated[dict[str, Any], AfterValidator(check_metadata)] | None = Field(
+        None,
+        json_schema_extra=metadata_schema,
+        description=f"At most {MAX_METADATA_FIELDS} fields and {MAX_METADATA_BYTES} bytes: "
+        f"text up to {MAX_METADATA_TEXT} characters, integers within +-{SAFE_INT}, finite "
+        f"numbers, booleans, null, and lists or objects of those {MAX_METADATA_DEPTH} deep.",
+    )
 
 
 class KeyCreate(Limits):
@@ -110,10 +80,10 @@ class KeyCreate(Limits):
 
     name: str = Field(min_length=1, max_length=200)
     project: str | None = Field(None, description="Project id or name (default: 'default').")
-    ttl: StrictStr | StrictInt | None = Field(
+    ttl: Annotated[StrictStr | StrictInt | None, WithJsonSchema(TTL_SCHEMA)] = Field(
         None, description="'90s', '15m', '24h', '7d' or seconds."
     )
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
     models: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
         None, description="Model names or globs this key may use (default: all)."
     )
@@ -131,7 +101,6 @@ class KeyCreate(Limits):
     def _future(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
         now = datetime.now(UTC)
         if value <= now:
             raise ValueError("expires_at must be in the future")
@@ -143,10 +112,10 @@ class KeyCreate(Limits):
 class KeyUpdate(Limits):
     """``PATCH /api/v1/keys/{id}``: only the fields sent change."""
 
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: Patch[Annotated[str, Field(min_length=1, max_length=200)]] = None
     models: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
     max_requests: BigLimit | None = None
-    active: bool | None = None
+    active: Patch[StrictBool] = None
 
 
 class SpendSummary(BaseModel):
@@ -200,9 +169,9 @@ class ProjectCreate(Limits):
 
 
 class ProjectUpdate(Limits):
-    """``PATCH /api/v1/projects/{id}``."""
+    """``PATCH /api/v1/projects/{id}``: only the fields sent change."""
 
-    active: bool | None = None
+    active: Patch[StrictBool] = None
     credentials: dict[str, Credential] | None = None
 
 
@@ -275,3 +244,34 @@ class AuditVerification(BaseModel):
     entries: int
     broken_at: int | None
     reason: str | None
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: ``param`` names the offending field, when there is one."""
+
+    message: str
+    type: str
+    code: str | None
+    param: str | None
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer of the management API (the OpenAI shape)."""
+
+    error: ErrorDetail
+
+
+_MEANINGS = {
+    400: "Malformed, or names something that does not exist",
+    401: "No valid master key or admin key",
+    403: "The admin key's role does not allow this",
+    404: "No such resource",
+    422: "A field is invalid (``param`` names it)",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route answers with."""
+    return {
+        status: {"model": ErrorResponse, "description": _MEANINGS[status]} for status in statuses
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -10,12 +11,14 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from tollway.admin.deps import Context, require_role
+from tollway.admin.fields import Instant
 from tollway.admin.views import money, project_filter
 from tollway.errors import BadRequest
 from tollway.store import spend as spend_store
-from tollway.store.ids import to_utc
 
 router = APIRouter(prefix="/spend", tags=["spend"], dependencies=[Depends(require_role("viewer"))])
+# Metadata fields are grouped by through a JSON path: plain identifiers need no quoting.
+_GROUP = re.compile(rf"^({'|'.join(spend_store.GROUPS)}|metadata\.[A-Za-z_][A-Za-z0-9_]*)$")
 
 
 class SpendTotals(BaseModel):
@@ -54,22 +57,22 @@ async def spend_report(
     ctx: Context,
     group_by: Annotated[
         str | None,
-        Query(description="key, project, model, provider, day, endpoint or metadata.<field>"),
+        Query(
+            description="key, project, model, provider, day, endpoint or metadata.<field>",
+            json_schema_extra={"pattern": _GROUP.pattern},
+        ),
     ] = None,
-    since: Annotated[datetime | None, Query(alias="from")] = None,
-    until: Annotated[datetime | None, Query(alias="to")] = None,
+    since: Annotated[Instant | None, Query(alias="from")] = None,
+    until: Annotated[Instant | None, Query(alias="to")] = None,
     key: Annotated[str | None, Query(description="Key id.")] = None,
-    project: Annotated[str | None, Query(description="Project id or name.")] = None,
+    project: Annotated[str | None, Query(min_length=1, description="Project id or name.")] = None,
 ) -> SpendReport:
     """Spend totals, most expensive group first."""
-    if group_by is not None and group_by not in spend_store.GROUPS:
-        field = group_by.removeprefix("metadata.")
-        if not group_by.startswith("metadata.") or not field or not field.isidentifier():
-            raise BadRequest(
-                f"group_by must be one of {', '.join(spend_store.GROUPS)} or metadata.<field>.",
-                param="group_by",
-            )
-    since, until = to_utc(since), to_utc(until)
+    if group_by is not None and not _GROUP.fullmatch(group_by):
+        raise BadRequest(
+            f"group_by must be one of {', '.join(spend_store.GROUPS)} or metadata.<field>.",
+            param="group_by",
+        )
     if since is not None and until is not None and since >= until:
         raise BadRequest("'from' must be before 'to'.", param="from")
     await ctx.recorder.flush()
@@ -87,4 +90,36 @@ async def spend_report(
         group_by=group_by,
         groups=[SpendGroup(**_money_fields(row)) for row in groups],
         totals=SpendTotals(**_money_fields(totals)),
+    )
+
+
+class QuarantinedRecord(BaseModel):
+    """A spend record the database refused, kept whole with the reason."""
+
+    id: int
+    request_id: str | None
+    created_at: datetime
+    reason: str
+    record: str  # the record as JSON text
+
+
+class QuarantineListing(BaseModel):
+    """``GET /api/v1/spend/quarantine``."""
+
+    total: int
+    file_entries: int  # records in the data dir's quarantine file (the table refused them)
+    data: list[QuarantinedRecord]
+
+
+@router.get("/quarantine", response_model=QuarantineListing)
+async def quarantine(
+    ctx: Context,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Newest first.")] = 100,
+) -> QuarantineListing:
+    """Spend records the database refused (never lost: kept here with the reason)."""
+    total, entries = await ctx.recorder.quarantine.list(limit)
+    return QuarantineListing(
+        total=total,
+        file_entries=ctx.recorder.quarantine.file_entries(),
+        data=[QuarantinedRecord(**entry) for entry in entries],
     )

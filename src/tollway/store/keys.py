@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.epoch import bump
@@ -109,21 +109,24 @@ def filtered(
 
 
 def metadata_matches(column: Any, field: str, value: str, dialect: str) -> Any:
-    """``metadata.<field> == value`` as text, on every database alike: SQLite's JSON
+    """``metadata.<field> == value`` as text, on every database alike. SQLite's JSON
     functions return booleans as 1/0 and numbers as numbers, so those are compared by
-    JSON type there (Postgres' ``->>`` already gives ``true`` and ``42``)."""
-    text = column[field].as_string() == value
+    JSON type there (Postgres' ``->>`` already gives ``true`` and ``42``); and SQLite's
+    JSON paths cannot name every field (a ``"`` in a name has no escape), so the field
+    is found among the object's entries instead."""
     if dialect != "sqlite":
-        return text
-    path = '$."' + field.replace('"', '""') + '"'
-    kind = func.json_type(column, path)
+        return column[field].as_string() == value
+    entry = func.json_each(column).table_valued("key", "value", "type")
+    same = [entry.c.value == value]
     if value in ("true", "false"):
-        return or_(text, kind == value)
+        same.append(entry.c.type == value)
     try:
         number = float(value)
     except ValueError:
-        return text
-    return or_(text, and_(kind.in_(("integer", "real")), column[field].as_float() == number))
+        number = None
+    if number is not None:
+        same.append(and_(entry.c.type.in_(("integer", "real")), entry.c.value == number))
+    return exists(select(1).select_from(entry).where(entry.c.key == field, or_(*same)))
 
 
 async def get(session: AsyncSession, key_id: str) -> VirtualKey | None:
