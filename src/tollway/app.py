@@ -10,7 +10,18 @@ from fastapi import FastAPI
 
 from tollway.admin.app import build_admin_app
 from tollway.admin.deps import AdminContext
-from tollway.asgi import JSON_CONTENT_TYPE, Message, Receive, Scope, Send, new_request_id
+from tollway.asgi import (
+    JSON_CONTENT_TYPE,
+    ClientDisconnected,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    header_map,
+    new_request_id,
+    read_body,
+    replay,
+)
 from tollway.asgi import send_response as send_bytes
 from tollway.auth.directory import KeyDirectory
 from tollway.auth.master import ensure_master_key
@@ -18,8 +29,11 @@ from tollway.auth.secrets import ServerKeys
 from tollway.catalog import Catalog
 from tollway.dialects.endpoints import ENDPOINTS_BY_PATH
 from tollway.dialects.render import render_error
-from tollway.errors import NotFound
+from tollway.edge import Edge
+from tollway.errors import NotFound, TollwayError
 from tollway.metering.budget import Ledger
+from tollway.metering.estimates import Estimator
+from tollway.metering.holds import Holds
 from tollway.metering.limits import Limiter
 from tollway.metering.meter import Meter, RateLimiter
 from tollway.metering.prices import PriceBook
@@ -41,6 +55,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = logging.getLogger("tollway.app")
+# Redis must answer fast or be treated as down: a hung Redis must not hang every call.
+REDIS_TIMEOUT_SECONDS = 2.0
 
 
 class Gateway:
@@ -53,29 +69,45 @@ class Gateway:
         self.router = Router(settings.models, self.providers, settings.circuit)
         self.server_keys = ServerKeys.from_settings(settings)
         self.db = Database(settings.database_path_url)
-        self.directory = KeyDirectory(self.db, self.server_keys, master_key)
+        self.directory = KeyDirectory(
+            self.db, self.server_keys, master_key, settings.database_grace
+        )
         self.redis: Redis | None = None
         if settings.redis_url:
-            from redis.asyncio import Redis  # only deployments that share state load it
+            # Only deployments that share state load Redis.
+            from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import ExponentialBackoff
+            from redis.exceptions import ConnectionError as RedisConnectionError
 
-            self.redis = Redis.from_url(settings.redis_url)
+            # A pooled connection a restarted Redis closed fails on first use: reconnect
+            # and send again (the scripts are safe to repeat: a hold is keyed by its call).
+            self.redis = Redis.from_url(
+                settings.redis_url,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+                retry_on_error=[RedisConnectionError],
+            )
         tokens = TokenCounter()
         self.recorder = Recorder(self.db, settings.data_dir)
         self.meter = Meter(
             PriceBook(),
-            self._ledger(),
+            Holds(self._ledger(self.recorder.instance)),
             self._limiter(),
             self.recorder,
-            tokens,
+            Estimator(tokens),
+            self.router,
             settings.default_max_output_tokens,
+            settings.rate_limits_fail_open,
         )
         self.pipeline = Pipeline(
             self.directory,
             self.router,
             self.meter,
-            tokens,
             settings.retry,
             settings.max_body_bytes,
+            settings.body_timeout,
             settings.log.access,
         )
         self.catalog = Catalog(self.directory, self.router)
@@ -86,18 +118,20 @@ class Gateway:
                 master_key.encode(),
                 self.recorder,
                 frozenset(self.providers),
+                self.redis,
             )
         )
         self.admin.state.gateway = self
+        self._others = Edge(self._route)
 
-    def _ledger(self) -> Ledger:
+    def _ledger(self, instance: str) -> Ledger:
         # Exact whatever shares the budget: every process on this database, or on Redis.
         if self.redis is not None:
-            return RedisLedger(self.db, self.redis, self.settings.redis_prefix)
+            return RedisLedger(self.db, self.redis, self.settings.redis_prefix, instance)
         path = self.db.sqlite_file
         if path is not None:
-            return SqliteLedger(path)
-        return SqlLedger(self.db)
+            return SqliteLedger(path, instance)
+        return SqlLedger(self.db, instance)
 
     def _limiter(self) -> RateLimiter:
         if self.redis is not None:
@@ -112,18 +146,42 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one ASGI event."""
         if scope["type"] == "http":
-            path: str = scope["path"]
-            endpoint = ENDPOINTS_BY_PATH.get(path)
+            endpoint = ENDPOINTS_BY_PATH.get(scope["path"])
             if endpoint is not None:
+                # The proxy path answers its own failures (it must record them too).
                 await self.pipeline.handle(endpoint, scope, receive, send)
-            elif path == "/v1/models" or path.startswith("/v1/models/"):
-                await self.catalog.handle(scope, receive, send)
-            elif path.startswith("/v1/"):
-                await self._unknown_route(scope, send)
             else:
-                await self.admin(scope, receive, _with_request_id(send))
+                await self._others(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path == "/v1/models" or path.startswith("/v1/models/"):
+            await self.catalog.handle(scope, receive, send)
+        elif path.startswith("/v1/"):
+            await self._unknown_route(scope, send)
+        else:
+            await self._admin(scope, receive, send)
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The management API, its request body read first within the same limits as the
+        proxy's (size, time, no compression), so the framework never buffers more."""
+        send = _with_request_id(send)
+        if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+            try:
+                headers = header_map(scope)
+                limit, within = self.settings.max_body_bytes, self.settings.body_timeout
+                body = await read_body(receive, headers, limit, within)
+            except TollwayError as error:
+                extra = [(k.encode(), v.encode()) for k, v in error.headers.items()]
+                body = render_error(Dialect.OPENAI, error)
+                await send_bytes(send, error.status, body, [JSON_CONTENT_TYPE, *extra])
+                return
+            except ClientDisconnected:
+                return
+            receive = replay(body, receive)
+        await self.admin(scope, receive, send)
 
     async def _unknown_route(self, scope: Scope, send: Send) -> None:
         headers = {k.decode("latin-1"): v for k, v in scope["headers"]}
@@ -138,7 +196,8 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.db.migrate()
-                    await self.recorder.start()
+                    await self.recorder.start()  # replays dead processes' journals first
+                    self.meter.holds.start()
                 except MigrationError as exc:
                     log.error("startup failed", extra={"fields": {"reason": str(exc)}})
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -158,8 +217,7 @@ class Gateway:
         """Finish background writes and close connection pools."""
         await self.directory.drain()
         await self.recorder.aclose()
-        if isinstance(self.meter.ledger, SqliteLedger):
-            self.meter.ledger.close()
+        await self.meter.holds.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         for provider in self.providers.values():

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 import orjson
 
 from tollway.asgi import JSON_CONTENT_TYPE, RawHeaders, Send, send_response
+from tollway.bounds import MAX_ATTEMPTS, printable
 from tollway.dialects.endpoints import Endpoint, RequestInfo
 from tollway.dialects.validate import Payload
 from tollway.errors import BadRequest, TollwayError, UpstreamError, UpstreamUnavailable
 from tollway.metering.meter import Meter, Outcome
-from tollway.metering.tokens import TokenCounter
 from tollway.providers.base import UpstreamCall
 from tollway.providers.transport import UpstreamResponse
 from tollway.relay import StreamOutcome, read_whole, send_stream, send_whole
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 # Client headers a provider may forward upstream; everything else stays here.
 _FORWARDED = ("anthropic-version", "anthropic-beta")
+_MAX_FORWARDED_HEADER = 1024
 # Statuses meaning "this upstream has no count_tokens": answer with a local estimate.
 _NO_COUNT_TOKENS = frozenset({404, 405, 501})
 # OpenAI-dialect streams that report usage only when asked (stream_options.include_usage).
@@ -54,6 +55,22 @@ def cost_header(outcome: Outcome) -> tuple[bytes, bytes]:
     if not outcome.priced:
         return (COST_HEADER.encode(), b"unknown")
     return (COST_HEADER.encode(), format(outcome.cost or 0, "f").encode())
+
+
+def _forwarded(headers: dict[str, str]) -> dict[str, str]:
+    """The client headers a provider may pass on, bounded (a beta list is short)."""
+    out = {}
+    for name in _FORWARDED:
+        value = headers.get(name)
+        if value is not None:
+            if len(value) > _MAX_FORWARDED_HEADER or not printable(value):
+                raise BadRequest(
+                    f"Header '{name}' must be at most {_MAX_FORWARDED_HEADER} printable "
+                    "characters.",
+                    param=name,
+                )
+            out[name] = value
+    return out
 
 
 def _require_json(body: bytes, provider: str) -> None:
@@ -72,13 +89,11 @@ class Forwarder:
         self,
         router: Router,
         meter: Meter,
-        tokens: TokenCounter,
         retry: RetryConfig,
         record_spend: RecordSpend,
     ) -> None:
         self._router = router
         self._meter = meter
-        self._tokens = tokens
         self._retry = retry
         self._record_spend = record_spend
 
@@ -100,12 +115,14 @@ class Forwarder:
         seen = {plan.model for plan in plans}
         last: TollwayError | None = None
         index = 0
-        while index < len(plans):
+        while index < len(plans) and len(record.attempts) < MAX_ATTEMPTS:
             plan = plans[index]
             index += 1
             tried: set[int] = set()
             failed: tuple[int, TollwayError] | None = None
             for attempt in range(self._retry.attempts + 1):
+                if len(record.attempts) >= MAX_ATTEMPTS:
+                    break
                 route = plan.choose(tried)
                 if route is None:
                     last = UpstreamUnavailable(
@@ -153,7 +170,6 @@ class Forwarder:
         translator: Translator | None = None
         target = endpoint
         record.strip_usage = False
-        body: bytes | None = None
         if endpoint is Endpoint.COUNT_TOKENS or provider.supports(endpoint):
             body_payload = {**payload, "model": route.upstream_model}
             openai_stream = info.stream and provider.dialect is Dialect.OPENAI
@@ -161,8 +177,6 @@ class Forwarder:
                 options = payload.get("stream_options") or {}
                 body_payload["stream_options"] = {**options, "include_usage": True}
                 record.strip_usage = True
-            if route.upstream_model == info.model and not record.strip_usage:
-                body = record.body  # nothing to change: forward the client's bytes as sent
         else:
             path = translation(endpoint, provider.endpoints)
             if path is None:
@@ -172,15 +186,31 @@ class Forwarder:
                     f"{endpoint.dialect.value} endpoint {endpoint.value}.",
                     param="model",
                 )
-            translator = path.build(payload)
-            body_payload = translator.request(route.upstream_model)
+            try:
+                translator = path.build(payload)
+                body_payload = translator.request(route.upstream_model)
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+                # A field the translation reads has a shape the source API would refuse.
+                raise BadRequest(
+                    f"The request cannot be translated for provider '{provider.name}' "
+                    f"({provider.dialect.value} API): a field has an unexpected shape "
+                    f"({type(exc).__name__})."
+                ) from None
             target = path.upstream_endpoint
         key = record.principal.key if record.principal else None
+        # Always the parsed payload, serialized again (never the client's bytes): what was
+        # checked and authorized is exactly what goes upstream, even if the client sent
+        # a key twice (``{"model": "a", "model": "b"}``: JSON parsers disagree on which
+        # one wins).
+        try:
+            body = orjson.dumps(body_payload)
+        except orjson.JSONEncodeError:
+            raise BadRequest("Request body is nested too deeply.") from None
         call = UpstreamCall(
             endpoint=target,
-            body=body if body else orjson.dumps(body_payload),
+            body=body,
             stream=info.stream,
-            client_headers={name: headers[name] for name in _FORWARDED if name in headers},
+            client_headers=_forwarded(headers),
             credential=key.credentials.get(provider.name) if key else None,
             model=route.upstream_model,
         )
@@ -204,6 +234,7 @@ class Forwarder:
         started = route.deployment.begin()
         ok, health, code = False, False, None
         try:
+            record.outcome.attempted = True
             upstream = await provider.send(call)
             if upstream.status >= 400:
                 body = await read_whole(upstream)
@@ -224,11 +255,11 @@ class Forwarder:
             record.served = True  # this attempt answers (recorded before the client sees it)
             response_headers = self._headers(record)
             if call.stream and upstream.content_type in provider.stream_content_types:
-                ok = await self._stream(
+                failure = await self._stream(
                     send, route, call, translator, record, upstream, response_headers
                 )
-                code = record.error
-                health = not ok
+                ok, code = failure is None, record.error
+                health = failure is not None and unhealthy(failure)
                 return
             body = await read_whole(upstream)
             if upstream.content_type != "application/json":
@@ -237,13 +268,16 @@ class Forwarder:
                     f"Provider '{provider.name}' answered with {kind} instead of JSON; "
                     "check its base_url."
                 )
-            if call.endpoint is not Endpoint.COUNT_TOKENS:
-                record.outcome.usage = provider.usage_from_body(body)
-            if record.outcome.usage is None:
-                _require_json(body, provider.name)  # a body with usage parsed as JSON already
-                if call.endpoint is not Endpoint.COUNT_TOKENS:
-                    # No upstream counts: estimate (flagged) rather than record $0.
-                    record.outcome.usage = await self._meter.estimate_body(record.payload, body)
+            if call.endpoint is Endpoint.COUNT_TOKENS:
+                _require_json(body, provider.name)
+            else:
+                usage = provider.usage_from_body(body)
+                if usage is None:
+                    _require_json(body, provider.name)  # one with usage parsed already
+                # No (valid) upstream counts: estimate, flagged, rather than record $0.
+                record.outcome.usage = await self._meter.body_usage(
+                    provider.name, usage, record.payload, body
+                )
             if translator is not None:
                 body = self._translate_body(translator, body, provider.name)
             await self._record_spend(record)
@@ -268,7 +302,7 @@ class Forwarder:
         record: CallRecord,
         upstream: UpstreamResponse,
         headers: RawHeaders,
-    ) -> bool:
+    ) -> TollwayError | None:
         provider = route.provider
         meter = provider.stream_meter(call.endpoint, record.strip_usage)
         record.outcome.stream = meter
@@ -285,10 +319,11 @@ class Forwarder:
                 progress,
                 lambda: self._finish_stream(record, progress),
                 lambda event: provider.stream_error(event, call),
+                record.response,
             )
         finally:
             self._note_progress(record, progress)
-        return progress.error is None
+        return progress.error
 
     @staticmethod
     def _note_progress(record: CallRecord, progress: StreamOutcome) -> None:
@@ -318,7 +353,7 @@ class Forwarder:
         return headers
 
     async def _count_locally(self, send: Send, record: CallRecord) -> None:
-        count = self._tokens.count_messages(record.payload or {})
+        count = await self._meter.estimate.messages(record.payload or {})
         record.status = 200
         record.extra["estimated"] = True
         await self._record_spend(record)

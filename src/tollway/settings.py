@@ -30,6 +30,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from tollway.bounds import MAX_MODEL_NAME, MAX_PRICE_MTOK
+
 DEFAULT_CONFIG_FILE = Path("tollway.yaml")
 MIB = 1024 * 1024
 
@@ -59,6 +61,12 @@ class Timeouts(Strict):
     connect: float = Field(5.0, gt=0)
     read: float = Field(600.0, gt=0, description="Wait for a response (headers and body).")
     stream_idle: float = Field(120.0, gt=0, description="Longest silence inside a stream.")
+    pool: float = Field(
+        60.0,
+        gt=0,
+        description="Wait for a free pooled connection (a busy gateway, not a sick upstream: "
+        "never counted against the deployment's circuit breaker).",
+    )
 
 
 class ProviderConfig(Strict):
@@ -75,7 +83,7 @@ class ProviderConfig(Strict):
     aws_secret_access_key: SecretStr | None = None
     aws_session_token: SecretStr | None = None
     timeouts: Timeouts | None = None
-    max_connections: int = Field(256, ge=1)
+    max_connections: int = Field(1024, ge=1, description="Open connections to this provider.")
 
     @field_validator("type")
     @classmethod
@@ -101,10 +109,10 @@ class ProviderConfig(Strict):
 class Price(Strict):
     """USD per million tokens; overrides the price database for one model."""
 
-    input_mtok: Decimal = Field(ge=0)
-    output_mtok: Decimal = Field(ge=0)
-    cache_read_mtok: Decimal | None = Field(None, ge=0)
-    cache_write_mtok: Decimal | None = Field(None, ge=0)
+    input_mtok: Decimal = Field(ge=0, le=MAX_PRICE_MTOK)
+    output_mtok: Decimal = Field(ge=0, le=MAX_PRICE_MTOK)
+    cache_read_mtok: Decimal | None = Field(None, ge=0, le=MAX_PRICE_MTOK)
+    cache_write_mtok: Decimal | None = Field(None, ge=0, le=MAX_PRICE_MTOK)
 
 
 class DeploymentConfig(Strict):
@@ -120,7 +128,7 @@ class DeploymentConfig(Strict):
 class ModelConfig(Strict):
     """A client-facing model name served by one or more deployments."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_MODEL_NAME)
     provider: str | None = Field(None, description="Shorthand for one deployment.")
     model: str | None = Field(None, description="Upstream model id; defaults to the name.")
     deployments: list[DeploymentConfig] = Field(default_factory=list)
@@ -206,6 +214,27 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(1, ge=1)
     max_body_bytes: int = Field(32 * MIB, ge=1024)
+    body_timeout: float = Field(
+        30.0, gt=0, description="Seconds a client may take to send its whole request body."
+    )
+    max_response_bytes: int = Field(
+        64 * MIB, ge=1024, description="Largest upstream answer relayed (502 beyond)."
+    )
+    max_event_bytes: int = Field(
+        8 * MIB, ge=1024, description="Largest single event in an upstream stream."
+    )
+    database_grace: float = Field(
+        30.0,
+        ge=0,
+        le=300,
+        description="While the database is unreachable, keys verified within this many "
+        "seconds keep working (spend keeps journaling locally); past it, 503.",
+    )
+    rate_limits_fail_open: bool = Field(
+        False,
+        description="With Redis unreachable, admit calls of rate-limited keys instead of "
+        "refusing them (budgets always fail closed).",
+    )
     default_max_output_tokens: int = Field(
         32_768, ge=1, description="Output limit assumed for budgets when nothing says otherwise."
     )

@@ -68,9 +68,10 @@ HOUSE_EMBED = "house-embed"  # -> house-embed-1 with a price override (input onl
 HOUSE_CLAUDE = "house-claude"  # -> house-claude-1 with a price override (cache prices)
 MYSTERY_GPT = "mystery-gpt"  # -> mystery-model-xyz: nobody knows its price
 MYSTERY_CLAUDE = "mystery-claude"  # -> mystery-claude-xyz: nobody knows its price
-DOLLAR_GPT = "dollar-gpt"  # $1 per output token, input free: worst cases are exact
+DOLLAR_GPT = "dollar-gpt"  # one UNIT per output token, input free: worst cases are exact
 DOLLAR_CLAUDE = "dollar-claude"
 CHEAP_WITH_FALLBACK = "cheap-with-fallback"  # $1/MTok output, falls back to dollar-gpt
+CENT_GPT = "cent-gpt"  # one UNIT per token, input and output
 
 HOUSE_GPT_PRICE = {
     "input_mtok": "2.5",
@@ -84,7 +85,10 @@ HOUSE_CLAUDE_PRICE = {
     "cache_write_mtok": "3.75",
 }
 HOUSE_EMBED_PRICE = {"input_mtok": "0.13", "output_mtok": "0"}
-DOLLAR_PRICE = {"input_mtok": "0", "output_mtok": "1000000"}
+# One output token of the dollar-* models costs one UNIT (a cent: configured prices are
+# capped at $10,000 per million tokens); input is free, so worst cases are exact.
+UNIT = Decimal("0.01")
+DOLLAR_PRICE = {"input_mtok": "0", "output_mtok": str(UNIT * 1_000_000)}
 
 MODELS: list[dict[str, Any]] = [
     {"name": GPT_MINI, "provider": "oa"},
@@ -105,6 +109,12 @@ MODELS: list[dict[str, Any]] = [
     {"name": MYSTERY_CLAUDE, "provider": "an", "model": "mystery-claude-xyz"},
     {"name": DOLLAR_GPT, "provider": "oa", "model": "dollar-gpt-1", "price": DOLLAR_PRICE},
     {"name": DOLLAR_CLAUDE, "provider": "an", "model": "dollar-claude-1", "price": DOLLAR_PRICE},
+    {
+        "name": CENT_GPT,
+        "provider": "oa",
+        "model": "cent-gpt-1",
+        "price": {"input_mtok": str(UNIT * 1_000_000), "output_mtok": str(UNIT * 1_000_000)},
+    },
     {
         "name": CHEAP_WITH_FALLBACK,
         "provider": "oa",
@@ -217,6 +227,9 @@ class Metered:
     no_usage: bool = False
     delta_input: bool = False
     tail: float = 0.0  # seconds between the last event and the end of the stream
+    # Report exactly this usage object (any JSON: wrong types, absurd numbers) instead of
+    # one built from ``tokens``; in Anthropic streams it goes into ``message_delta``.
+    raw_usage: Any = None
 
 
 def _sse_json(event: bytes) -> tuple[bytes | None, Any]:
@@ -259,7 +272,14 @@ def metered_events(path: str, model: str, body: Any, behaviour: Metered) -> list
             out.append(event)
             continue
         kind = data.get("type")
-        if path in ("/v1/chat/completions", "/v1/completions"):
+        if behaviour.raw_usage is not None and kind != "message_start":
+            if isinstance(data.get("usage"), dict) or kind == "message_delta":
+                data["usage"] = behaviour.raw_usage
+                event = _rebuild(name, data)
+            elif kind == "response.completed":
+                data["response"]["usage"] = behaviour.raw_usage
+                event = _rebuild(name, data)
+        elif path in ("/v1/chat/completions", "/v1/completions"):
             if isinstance(data.get("usage"), dict):
                 data["usage"] = tokens.openai()
                 if path == "/v1/completions":
@@ -308,6 +328,8 @@ def metered_body(path: str, model: str, body: Any, behaviour: Metered) -> Any:
     }[path]()
     if behaviour.no_usage:
         payload.pop("usage", None)
+    elif behaviour.raw_usage is not None:
+        payload["usage"] = behaviour.raw_usage
     else:
         payload["usage"] = usage
     return payload
@@ -373,6 +395,16 @@ def expected_cost(model: str, tokens: Tokens) -> Decimal:
         tokens.genai(), UPSTREAM_OF[model], provider_id=PROVIDER_ID[model]
     )
     return found.total_price
+
+
+def units(count: int | str) -> Decimal:
+    """``count`` UNITs in USD."""
+    return Decimal(count) * UNIT
+
+
+def budget(count: int | str) -> str:
+    """A budget of ``count`` UNITs, as the API takes it."""
+    return str(units(count))
 
 
 def same_money(actual: Any, expected: Decimal) -> bool:

@@ -28,9 +28,11 @@ from metering_support import (
     MeteredUpstream,
     Tokens,
     admin_client,
+    budget,
     insert_spend,
     new_key,
     providers,
+    units,
     wait_for_requests,
     write_config,
 )
@@ -124,7 +126,7 @@ def script_worst_case(up: MeteredUpstream, delay: float = 0.0) -> None:
 async def test_concurrent_calls_on_two_processes_never_overspend(
     pair: tuple[Served, Served], up: MeteredUpstream, papi: httpx.Client
 ) -> None:
-    key = new_key(papi, max_budget_usd="35")
+    key = new_key(papi, max_budget_usd=budget(35))
     script_worst_case(up)
     responses = await fire_at(pair, key["key"], 40)
     statuses = [r.status_code for r in responses]
@@ -141,26 +143,26 @@ async def test_concurrent_calls_on_two_processes_never_overspend(
     assert refused_by == {gateway.port for gateway in pair}
     report = await asyncio.to_thread(wait_for_requests, papi, 40, key=key["id"])
     assert report["totals"]["requests"] == 40
-    assert Decimal(report["totals"]["cost_usd"]) == Decimal(30)
+    assert Decimal(report["totals"]["cost_usd"]) == units(30)
 
 
 async def test_day_budget_seeded_from_the_database(
     pair: tuple[Served, Served], up: MeteredUpstream, papi: httpx.Client
 ) -> None:
     """The Redis slot of a day budget starts from today's recorded spend only."""
-    key = new_key(papi, max_budget_usd="25", budget_period="day")
+    key = new_key(papi, max_budget_usd=budget(25), budget_period="day")
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     url = f"sqlite:///{pair[0].data_dir / 'tollway.db'}"
     for ts, cost in ((midnight - timedelta(seconds=1), 500), (midnight, 6)):
         await insert_spend(
-            url, key_id=key["id"], project_id=key["project_id"], ts=ts, cost=Decimal(cost)
+            url, key_id=key["id"], project_id=key["project_id"], ts=ts, cost=units(cost)
         )
     up.script(Metered(Tokens(input=17, output=10)), path="/v1/chat/completions", persistent=True)
     body = {"model": DOLLAR_GPT, "messages": MESSAGES, "max_tokens": 10}
     first = await asyncio.to_thread(post, pair[0].url, "/v1/chat/completions", body, key["key"])
     assert first.status_code == 200, first.text
     second = await asyncio.to_thread(post, pair[1].url, "/v1/chat/completions", body, key["key"])
-    assert "$9.000000 left" in openai_error(second, 402)["message"]
+    assert "$0.090000 left" in openai_error(second, 402)["message"]
 
 
 def test_rpm_is_shared(
@@ -246,10 +248,10 @@ async def test_two_processes_without_redis_never_overspend(
     """Without Redis the budget still holds across processes sharing one database
     (a per-process ledger would let each admit the whole budget: $60 on $35)."""
     with admin_client(local_pair[0].url) as api:
-        key = new_key(api, max_budget_usd="35")
+        key = new_key(api, max_budget_usd=budget(35))
     script_worst_case(up, delay=0.3)
     responses = await fire_at(local_pair, key["key"], 20)
     with admin_client(local_pair[0].url) as api:
         report = await asyncio.to_thread(wait_for_requests, api, 20, key=key["id"])
     assert [r.status_code for r in responses].count(200) <= 3
-    assert Decimal(report["totals"]["cost_usd"]) <= Decimal(35)
+    assert Decimal(report["totals"]["cost_usd"]) <= units(35)

@@ -281,11 +281,12 @@ def test_cli_bad_input_exits_non_zero(mgw: GatewayServer) -> None:
 
 
 def _open_files_under(directory: Path) -> list[str]:
+    """Journal segments open in this process (the owner lock stays open for life)."""
     found = []
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
             target = os.readlink(f"/proc/self/fd/{fd}")
-            if target.startswith(str(directory)):
+            if target.startswith(str(directory)) and target.endswith(".jsonl"):
                 found.append(target)
     return found
 

@@ -21,9 +21,11 @@ from metering_support import (
     Metered,
     MeteredUpstream,
     Tokens,
+    budget,
     new_key,
     new_project,
     spend_rows,
+    units,
     wait_for_requests,
 )
 
@@ -95,9 +97,9 @@ def test_budgeted_key_refuses_unpriced_model(
 ) -> None:
     path, body = CALLS[name]
     if budget_on == "key":
-        key = new_key(api, max_budget_usd="100")
+        key = new_key(api, max_budget_usd=budget(100))
     else:
-        project = new_project(api, max_budget_usd="100", budget_period="day")
+        project = new_project(api, max_budget_usd=budget(100), budget_period="day")
         key = new_key(api, project=project["name"])
     response = post(http, path, body, key["key"])
     if path == "/v1/messages":
@@ -141,7 +143,7 @@ def test_call_without_upstream_usage_is_estimated(
     """An upstream that reports no usage (an OpenAI-compatible server that ignores
     stream_options, or omits usage) is metered by estimate, never as 0 tokens and $0:
     otherwise every such call would settle a budget's reservation to nothing."""
-    key = new_key(api, max_budget_usd="25")
+    key = new_key(api, max_budget_usd=budget(25))
     up.script(Metered(Tokens(input=17, output=10), no_usage=True), path="/v1/chat/completions")
     body = {"model": DOLLAR_GPT, "messages": MESSAGES, "max_tokens": 10, "stream": stream}
     response = post(http, "/v1/chat/completions", body, key["key"])
@@ -151,5 +153,5 @@ def test_call_without_upstream_usage_is_estimated(
     assert bool(row["estimated"]) is True
     assert row["input_tokens"] > 0
     assert row["output_tokens"] > 0
-    # $1 per output token, input free: the estimate is priced like real usage.
-    assert Decimal(str(row["cost_usd"])) == row["output_tokens"]
+    # One UNIT per output token, input free: the estimate is priced like real usage.
+    assert Decimal(str(row["cost_usd"])) == units(row["output_tokens"])

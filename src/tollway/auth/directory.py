@@ -4,6 +4,11 @@ Every request reads the keys epoch (microseconds on SQLite) and drops the whole 
 when it moved, so a revoke, expiry change or project deactivation committed by any
 process takes effect on the very next request everywhere. Between changes, a known key
 costs one HMAC and one dict lookup.
+
+When the database cannot be reached, keys verified before keep working for
+``database_grace`` seconds after the last epoch read that succeeded (their calls' spend
+keeps journaling locally and lands when the database returns); past that, and for keys
+not seen before, calls get 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 from tollway.audit.chain import append
 from tollway.auth.credentials import Principal, presented_key
 from tollway.auth.secrets import ServerKeys
-from tollway.errors import Forbidden, Unauthorized
+from tollway.errors import Forbidden, ServiceUnavailable, Unauthorized
 from tollway.store import keys as key_store
 from tollway.store import projects as project_store
 from tollway.store.db import Database
@@ -63,12 +68,16 @@ class KeyEntry:
 class KeyDirectory:
     """Resolves presented keys to principals."""
 
-    def __init__(self, db: Database, server_keys: ServerKeys, master_key: str) -> None:
+    def __init__(
+        self, db: Database, server_keys: ServerKeys, master_key: str, grace: float = 30.0
+    ) -> None:
         self._db = db
         self._keys = server_keys
         self._master = master_key.encode()
         self._cache: dict[str, KeyEntry | object] = {}
         self._epoch = -1
+        self._grace = grace
+        self._fresh_until = 0.0  # monotonic: the cache may be trusted until then
         self._background: set[asyncio.Task[None]] = set()
 
     async def authenticate(self, headers: dict[str, str]) -> Principal:
@@ -105,18 +114,35 @@ class KeyDirectory:
             )
 
     async def _lookup(self, key: str) -> KeyEntry | None:
-        epoch = await self._db.epoch.current()
+        epoch = await self._current_epoch()
         if epoch != self._epoch:
             self._cache.clear()
             self._epoch = epoch
         digest = self._keys.hash_key(key)
         cached = self._cache.get(digest)
         if cached is None:
-            cached = await self._load(digest)
+            try:
+                cached = await self._load(digest)
+            except Exception:  # the edge: the key store is unreachable
+                log.warning("key lookup failed", exc_info=True)
+                raise _store_down() from None
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[digest] = cached
         return cached if isinstance(cached, KeyEntry) else None
+
+    async def _current_epoch(self) -> int:
+        """The committed epoch; while the database is unreachable, the last one read, for
+        up to ``grace`` seconds."""
+        try:
+            epoch = await self._db.epoch.current()
+        except Exception:  # the edge: serve from the cache within the grace window
+            if self._epoch < 0 or time.monotonic() > self._fresh_until:
+                log.warning("key epoch unreadable; refusing", exc_info=True)
+                raise _store_down() from None
+            return self._epoch
+        self._fresh_until = time.monotonic() + self._grace
+        return epoch
 
     async def _load(self, digest: str) -> KeyEntry | object:
         async with self._db.reader() as session:
@@ -164,8 +190,12 @@ class KeyDirectory:
         )
 
     async def _take_request(self, entry: KeyEntry) -> bool:
-        async with self._db.transaction() as session:
-            return await key_store.take_request(session, entry.id)
+        try:
+            async with self._db.transaction() as session:
+                return await key_store.take_request(session, entry.id)
+        except Exception:  # the edge: the request count cannot be kept; fail closed
+            log.warning("request quota unavailable", exc_info=True)
+            raise _store_down() from None
 
     async def _audit_expired(self, entry: KeyEntry) -> None:
         async with self._db.transaction() as session:
@@ -194,3 +224,9 @@ class KeyDirectory:
         """Wait for background writes (at shutdown)."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _store_down() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The gateway cannot verify keys right now; retry shortly.", code="database_unavailable"
+    )

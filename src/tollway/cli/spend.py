@@ -1,4 +1,5 @@
-"""``tollway spend``: requests, tokens and cost, grouped and filtered."""
+"""``tollway spend``: requests, tokens and cost, grouped and filtered; ``tollway spend
+quarantine``: the records the database refused."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ from tollway.cli.common import (
 )
 from tollway.cli.output import emit_csv, emit_json, emit_table
 
+app = typer.Typer(
+    name="spend",
+    help="Spend totals, and records the database refused.",
+    invoke_without_command=True,
+)
+
 COLUMNS = [
     "group",
     "requests",
@@ -31,6 +38,7 @@ COLUMNS = [
 ]
 
 
+@app.callback()
 def spend(
     ctx: typer.Context,
     group_by: Annotated[
@@ -51,6 +59,8 @@ def spend(
 ) -> None:
     """Show spend totals (most expensive first)."""
     connect(ctx, url, master_key, data_dir)
+    if ctx.invoked_subcommand is not None:
+        return
     params: dict[str, Any] = {
         "group_by": group_by,
         "from": since,
@@ -68,3 +78,22 @@ def spend(
         emit_csv(rows, COLUMNS)
     else:
         emit_table(rows, COLUMNS, f"spend by {group_by}" if group_by else "spend")
+
+
+QUARANTINE_COLUMNS = ["id", "created_at", "request_id", "reason"]
+
+
+@app.command("quarantine")
+def quarantine(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest first.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Spend records the database refused, kept with the reason (never lost)."""
+    listing = run(ctx, "GET", "/spend/quarantine", params={"limit": limit})
+    if as_json:
+        emit_json(listing)
+        return
+    emit_table(listing["data"], QUARANTINE_COLUMNS, f"quarantine ({listing['total']} records)")
+    if listing["file_entries"]:
+        typer.echo(f"{listing['file_entries']} more in the data dir's quarantine.jsonl")

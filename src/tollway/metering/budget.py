@@ -3,15 +3,24 @@
 Admission reserves a call's worst-case cost against every budget that applies (the key's
 and its project's) in one atomic step, or refuses with 402; when the call ends the
 reservation is replaced by what it really cost. Amounts are integer nano-dollars inside
-ledgers, so every backend adds exactly.
+ledgers, so every backend adds exactly; every amount is bounded (``bounds.py``) so no
+integer can overflow.
 
-Ledgers: ``SqlLedger`` (the database: a conditional UPDATE, exact for any number of
-processes sharing it) and ``RedisLedger`` (one Lua script; faster, for many hosts), both
-starting a period's spend from the spend records.
+A reservation is a *hold* with an owner (the gateway process, ``instance``) and a lease
+(``HOLD_SECONDS``), renewed by its process while the call runs. A hold whose process
+died is reclaimed: at once when the same data dir's next process starts (its journal
+lock is free), and by any process once the lease has run out. Reclaiming charges what
+the call is known to have cost (its spend record), else the whole hold, so a crash
+errs toward refusing, never toward overspending.
+
+Ledgers: ``SqliteLedger`` (the default single node: a stdlib connection in one thread),
+``SqlLedger`` (Postgres, several hosts without Redis) and ``RedisLedger`` (one Lua
+script; a cache of the database's spend, rebuilt after a Redis restart).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,6 +34,10 @@ from tollway.store.tables import SpendRecord
 
 NANO = Decimal(1_000_000_000)
 LIFETIME = datetime(1970, 1, 1, tzinfo=UTC)
+HOLD_SECONDS = 60
+KEEP_SECONDS = 15.0
+
+Slot = tuple[str, str, datetime]
 
 
 def to_nano(amount: Decimal) -> int:
@@ -43,6 +56,16 @@ def period_start(period: str | None, now: datetime) -> datetime:
     return LIFETIME
 
 
+def period_key(slot: Slot) -> str:
+    """A slot's period as stored: ``YYYY-MM-DD`` of its start."""
+    return slot[2].strftime("%Y-%m-%d")
+
+
+def lease_end(now: float | None = None) -> int:
+    """When a hold taken or renewed now expires (UNIX seconds)."""
+    return int(now if now is not None else time.time()) + HOLD_SECONDS
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     """One budget that applies to a call."""
@@ -52,7 +75,7 @@ class Budget:
     limit_usd: Decimal
     period: str | None
 
-    def slot(self, now: datetime) -> tuple[str, str, datetime]:
+    def slot(self, now: datetime) -> Slot:
         """The ledger slot for the current period."""
         return (self.kind, self.owner_id, period_start(self.period, now))
 
@@ -61,15 +84,19 @@ class Budget:
 class Reservation:
     """Money held for one call until it settles."""
 
-    slots: list[tuple[str, str, datetime]]
+    slots: list[Slot]
     nano: int
+    request_id: str
+    generation: str | None = None  # Redis: the slots' generation when held
     settled: bool = False
 
 
 class Ledger:
-    """Reserve and settle against budgets."""
+    """Reserve and settle against budgets; reclaim what dead processes held."""
 
-    async def reserve(self, budgets: list[Budget], amount: Decimal) -> Reservation:
+    instance: str = ""
+
+    async def reserve(self, budgets: list[Budget], amount: Decimal, request_id: str) -> Reservation:
         """Hold ``amount`` on every budget, or raise PaymentRequired."""
         raise NotImplementedError
 
@@ -80,6 +107,26 @@ class Ledger:
     async def spent(self, budget: Budget) -> Decimal:
         """Spend recorded or held in the budget's current period."""
         raise NotImplementedError
+
+    async def keep(self, reservations: list[Reservation]) -> None:
+        """Renew the lease of this process's holds (calls still running)."""
+        raise NotImplementedError
+
+    async def reap(self, instance: str | None = None) -> int:
+        """Reclaim the holds of a dead ``instance``, or every expired hold; returns how
+        many calls' holds were reclaimed."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release connections and threads."""
+
+
+def refuse_early(budgets: list[Budget], wanted: int) -> None:
+    """402 without touching the ledger when a call could not fit even an unused budget
+    (this also keeps absurd amounts away from the database's integers)."""
+    for budget in budgets:
+        if wanted > to_nano(budget.limit_usd):
+            raise exhausted(budget, 0, wanted)
 
 
 def exhausted(budget: Budget, spent_nano: int, wanted_nano: int) -> PaymentRequired:
@@ -105,3 +152,16 @@ async def spent_in_db(db: Database, kind: str, owner_id: str, since: datetime) -
             )
         )
     return to_nano(from_pico(int(total or 0)))
+
+
+async def recorded_costs(db: Database, request_ids: list[str]) -> dict[str, int]:
+    """Nano-dollars recorded for each of these calls (those that have a record)."""
+    if not request_ids:
+        return {}
+    async with db.reader() as session:
+        rows = await session.execute(
+            select(SpendRecord.request_id, SpendRecord.cost_pico).where(
+                SpendRecord.request_id.in_(request_ids)
+            )
+        )
+        return {rid: to_nano(from_pico(int(pico or 0))) for rid, pico in rows}

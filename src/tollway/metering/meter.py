@@ -1,35 +1,39 @@
 """Metering around one call: admission before it, one spend record and settlement after.
 
-admit()    price lookup, worst-case reservation on budgets, rate-limit ticket
+admit()    price lookup, worst-case hold on budgets (provable bound), rate-limit ticket
+intend()   journal that the call was admitted (a crash then still leaves a record)
+usage      the upstream's counts, validated; estimates where they are missing or wrong
 complete() usage -> cost -> journaled spend record (before the response completes)
-release()  settle the reservation to the actual cost, count tokens, free the slot
+release()  settle the hold to the actual cost, count tokens, free the slot
+
+A store the meter depends on failing (database, Redis) is a 503 with Retry-After at
+admission; after the upstream answered it is never an error for the client: the
+settlement is retried in the background (``holds.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-import orjson
-
 from tollway.auth.credentials import Principal
 from tollway.dialects.endpoints import Endpoint, RequestInfo
-from tollway.errors import Forbidden
-from tollway.metering.budget import Budget, Ledger, Reservation
+from tollway.errors import Forbidden, ServiceUnavailable, TollwayError
+from tollway.metering.budget import Budget, Reservation
+from tollway.metering.estimates import Estimator, input_bound
+from tollway.metering.holds import Holds
 from tollway.metering.limits import Limits, Ticket
 from tollway.metering.prices import ModelPrice, PriceBook
 from tollway.metering.records import Recorder, utc_iso
-from tollway.metering.stream_meter import StreamMeter, collect_text
-from tollway.metering.tokens import TokenCounter
+from tollway.metering.stream_meter import StreamMeter
 from tollway.metering.usage import Usage
-from tollway.routing.router import Plan, Route
+from tollway.routing.router import Plan, Route, Router
 
-# Tokenizer estimates undercount other vendors' tokenizers a little; reserve with room.
-_ESTIMATE_MARGIN = Decimal("1.10")
+log = logging.getLogger("tollway.metering")
 _FREE = frozenset({Endpoint.COUNT_TOKENS})
+USAGE_INVALID = "usage_invalid"
 
 
 class RateLimiter(Protocol):
@@ -49,7 +53,6 @@ class Admission:
     chain: list[Plan] = field(default_factory=list)
     reservation: Reservation | None = None
     ticket: Ticket | None = None
-    input_estimate: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -63,12 +66,15 @@ class Outcome:
     cost: Decimal | None = None
     priced: bool = True
     journaled: bool = False
+    attempted: bool = False  # a request went upstream
+    disconnected: bool = False  # the client left before the answer was complete
+    flags: set[str] = field(default_factory=set)
     # Usage of earlier attempts that failed after the upstream reported tokens.
     earlier: list[tuple[Usage, ModelPrice | None]] = field(default_factory=list)
 
     def set_aside(self) -> None:
         """Keep a failed attempt's usage (it was billed) and start the next one clean."""
-        if self.usage is not None and self.usage.total_tokens:
+        if self.usage is not None and self.usage.total_tokens and not self.usage.problem:
             self.earlier.append((self.usage, self.price))
         self.usage = None
         self.stream = None
@@ -116,6 +122,7 @@ def _plus(a: Usage, b: Usage) -> Usage:
         cache_write_1h_tokens=a.cache_write_1h_tokens + b.cache_write_1h_tokens,
         reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
         estimated=a.estimated or b.estimated,
+        problem=a.problem or b.problem,
     )
 
 
@@ -125,18 +132,25 @@ class Meter:
     def __init__(
         self,
         prices: PriceBook,
-        ledger: Ledger,
+        holds: Holds,
         limiter: RateLimiter,
         recorder: Recorder,
-        tokens: TokenCounter,
+        estimator: Estimator,
+        router: Router,
         default_max_output: int,
+        limits_fail_open: bool = False,
     ) -> None:
         self.prices = prices
-        self.ledger = ledger
+        self.holds = holds
+        self.ledger = holds.ledger
         self._limiter = limiter
         self.recorder = recorder
-        self._tokens = tokens
+        self.estimate = estimator
+        self._router = router
         self._default_max_output = default_max_output
+        self._limits_fail_open = limits_fail_open
+        recorder.crash_cost = self.crash_cost
+        recorder.recovered = holds.reclaim
 
     def price_of(self, route: Route) -> ModelPrice | None:
         """The route's price (config override first)."""
@@ -156,12 +170,18 @@ class Meter:
         endpoint: Endpoint,
         payload: dict[str, Any],
         info: RequestInfo,
+        body: bytes,
+        request_id: str,
     ) -> Admission:
-        """Reserve budget and rate-limit capacity, or raise 402 / 403 / 429.
+        """Hold budget and rate-limit capacity, or raise 402 / 403 / 429 (503 when the
+        store behind them is unreachable).
 
-        The reservation covers the most expensive deployment the call may reach (its
-        model, fallbacks and ``extra`` plans); for a budgeted key, fallbacks without a
-        known price are left out of the chain rather than risk an unpriced call.
+        The hold covers the most expensive deployment the call may reach (its model,
+        fallbacks and ``extra`` plans) at a provable bound of its input plus its maximum
+        output, so no number of concurrent calls can spend past a budget, whatever the
+        upstream counts; a budget refuses at most one call's bound early. For a budgeted
+        key, fallbacks without a known price are left out of the chain rather than risk
+        an unpriced call.
         """
         admission = Admission(chain=chain)
         budgets = _budgets(principal) if endpoint not in _FREE else []
@@ -178,30 +198,54 @@ class Meter:
                     code="price_unknown",
                 )
             admission.chain = priced
-            admission.input_estimate = await self.estimate_input(payload)
-            input_tokens = int(admission.input_estimate * _ESTIMATE_MARGIN) + 16
+            bound = input_bound(payload, body)
             worst = max(
                 price.cost(
-                    Usage(
-                        input_tokens=input_tokens,
-                        output_tokens=self._max_output(route, endpoint, info),
-                    )
+                    Usage(input_tokens=bound, output_tokens=self._max_output(route, endpoint, info))
                 )
                 for plan in [*priced, *(p for p in extra if self._priced(p))]
                 for route in plan.routes()
                 if (price := self.price_of(route)) is not None
             )
-            admission.reservation = await self.ledger.reserve(budgets, worst)
+            admission.reservation = await self._reserve(budgets, worst, request_id)
         scopes = _rate_scopes(principal)
         if scopes:
             try:
-                admission.ticket = await self._limiter.acquire(scopes)
+                admission.ticket = await self._acquire(scopes)
             except BaseException:
                 if admission.reservation is not None:
-                    await self.ledger.settle(admission.reservation, Decimal(0))
+                    await self.holds.settle(admission.reservation, Decimal(0))
                 raise
-            admission.headers = admission.ticket.headers
+            if admission.ticket is not None:
+                admission.headers = admission.ticket.headers
         return admission
+
+    async def _reserve(self, budgets: list[Budget], worst: Decimal, request_id: str) -> Reservation:
+        try:
+            reservation = await self.ledger.reserve(budgets, worst, request_id)
+        except TollwayError:
+            raise
+        except Exception:  # the edge: the ledger's store is down; fail closed
+            log.warning("budget ledger unavailable", exc_info=True)
+            raise ServiceUnavailable(
+                "Budgets cannot be checked right now; retry shortly.", code="budget_unavailable"
+            ) from None
+        self.holds.track(reservation)
+        return reservation
+
+    async def _acquire(self, scopes: list[Limits]) -> Ticket | None:
+        try:
+            return await self._limiter.acquire(scopes)
+        except TollwayError:
+            raise
+        except Exception:  # the edge: the limiter's store is down
+            log.warning("rate limiter unavailable", exc_info=True)
+            if self._limits_fail_open:
+                return None
+            raise ServiceUnavailable(
+                "Rate limits cannot be checked right now; retry shortly.",
+                code="rate_limits_unavailable",
+            ) from None
 
     def _priced(self, plan: Plan) -> bool:
         return all(self.price_of(route) is not None for route in plan.routes())
@@ -212,44 +256,65 @@ class Meter:
         limit = info.max_output_tokens or route.config.max_output_tokens or self._default_max_output
         return limit * info.choices  # every choice may use the whole limit
 
-    async def estimate_input(self, payload: dict[str, Any]) -> int:
-        """A tokenizer count of the request's input (off the loop when it is large)."""
-        size = sum(len(str(payload.get(f, ""))) for f in ("messages", "input", "prompt"))
-        if size > 16_384:
-            return await asyncio.to_thread(self._tokens.count_request, payload)
-        return self._tokens.count_request(payload)
-
-    async def fill_estimates(self, outcome: Outcome, payload: dict[str, Any] | None) -> None:
-        """After a cut or disconnect without upstream counts, estimate with the tokenizer."""
-        stream = outcome.stream
-        if stream is None or (stream.finished and stream.usage is not None):
-            return
-        usage = stream.usage or Usage()
-        if usage.input_tokens == 0 and payload is not None:
-            usage.input_tokens = await self.estimate_input(payload)
-        if usage.output_tokens == 0:
-            text = stream.generated_text()
-            usage.output_tokens = (
-                await asyncio.to_thread(self._tokens.count_text, text)
-                if len(text) > 16_384
-                else self._tokens.count_text(text)
-            )
-        usage.estimated = True
-        outcome.usage = usage
-
-    async def estimate_body(self, payload: dict[str, Any] | None, body: bytes) -> Usage:
-        """Usage estimated with the tokenizer for an answer that reported none."""
-        parts: list[str] = []
-        with contextlib.suppress(orjson.JSONDecodeError):
-            collect_text(orjson.loads(body), parts)
-        text = "".join(parts)
-        output = (
-            await asyncio.to_thread(self._tokens.count_text, text)
-            if len(text) > 16_384
-            else self._tokens.count_text(text)
+    def intend(self, fields: dict[str, Any], admission: Admission, body_bytes: int) -> None:
+        """Journal that the call was admitted: if the process dies before the call's
+        record is journaled, replay records it from this (``Recorder``)."""
+        reservation = admission.reservation
+        self.recorder.intend(
+            {
+                **fields,
+                "reserved_nano": reservation.nano if reservation is not None else None,
+                "input_bytes": body_bytes,
+            }
         )
-        input_tokens = await self.estimate_input(payload) if payload is not None else 0
-        return Usage(input_tokens=input_tokens, output_tokens=output, estimated=True)
+
+    def crash_cost(self, intent: dict[str, Any]) -> tuple[Decimal, bool, int]:
+        """What a call cut by a crash is charged: what it held when it had a budget,
+        else its input (body bytes / 4 tokens) at its model's price; flagged."""
+        input_tokens = int(intent.get("input_bytes") or 0) // 4
+        reserved = intent.get("reserved_nano")
+        if isinstance(reserved, int):
+            return Decimal(reserved) / Decimal(1_000_000_000), True, input_tokens
+        try:
+            route = self._router.resolve(str(intent.get("model"))).routes()[0]
+        except TollwayError:
+            return Decimal(0), False, input_tokens
+        price = self.price_of(route)
+        if price is None:
+            return Decimal(0), False, input_tokens
+        return price.cost(Usage(input_tokens=input_tokens)), True, input_tokens
+
+    async def body_usage(
+        self, provider: str, usage: Usage | None, payload: dict[str, Any] | None, body: bytes
+    ) -> Usage:
+        """The usage of a complete answer: the upstream's counts, or (flagged) an
+        estimate when it reported none or nonsense."""
+        if usage is not None and not usage.problem:
+            return usage
+        estimate = await self.estimate.body(payload, body)
+        if usage is not None:
+            _warn_invalid(provider, usage)
+            estimate.problem = usage.problem
+        return estimate
+
+    async def fill_estimates(
+        self, outcome: Outcome, payload: dict[str, Any] | None, provider: str | None
+    ) -> None:
+        """Before the record is written: estimate what the upstream did not count (a cut
+        stream, a client gone mid-answer) or counted wrong (flagged ``usage_invalid``)."""
+        stream = outcome.stream
+        if stream is not None:
+            if stream.usage is not None and stream.usage.problem:
+                _warn_invalid(provider, stream.usage)
+                outcome.flags.add(USAGE_INVALID)
+                outcome.usage = await self.estimate.stream(stream, payload)
+            elif not (stream.finished and stream.usage is not None):
+                outcome.usage = await self.estimate.stream(stream, payload)
+        elif outcome.usage is None and outcome.disconnected and outcome.attempted:
+            # The upstream read the prompt; what it wrote was never seen.
+            outcome.usage = Usage(input_tokens=await self.estimate.input(payload), estimated=True)
+        if outcome.usage is not None and outcome.usage.problem:
+            outcome.flags.add(USAGE_INVALID)
 
     def complete(
         self,
@@ -263,7 +328,8 @@ class Meter:
             return
         outcome.journaled = True
         usage = outcome.usage or (outcome.stream.usage if outcome.stream else None) or Usage()
-        outcome.usage = usage
+        if usage.problem and not usage.estimated:
+            usage = Usage(estimated=True, problem=usage.problem)  # never priced as given
         outcome.cost, outcome.priced = Decimal(0), True
         for used, price in [*outcome.earlier, (usage, outcome.price)]:
             if endpoint in _FREE or used.total_tokens == 0:
@@ -286,19 +352,32 @@ class Meter:
             "cost_usd": str(outcome.cost),
             "priced": outcome.priced,
             "estimated": usage.estimated,
+            "flags": ",".join(sorted(outcome.flags)) or None,
         }
         self.recorder.record(record)
 
     async def release(self, outcome: Outcome, admission: Admission | None) -> None:
-        """Settle budgets to the actual cost and count tokens against limits."""
+        """Settle budgets to the actual cost and count tokens against limits; a store
+        failing here is logged and retried, never raised (the call is answered)."""
         if admission is None:
             return
-        if admission.reservation is not None:
-            await self.ledger.settle(admission.reservation, outcome.cost or Decimal(0))
-        if admission.ticket is not None:
+        if admission.reservation is not None and not admission.reservation.settled:
+            await self.holds.settle(admission.reservation, outcome.cost or Decimal(0))
+        ticket, admission.ticket = admission.ticket, None
+        if ticket is not None:
             tokens = outcome.usage.total_tokens if outcome.usage else 0
-            await self._limiter.release(admission.ticket, tokens)
+            try:
+                await self._limiter.release(ticket, tokens)
+            except Exception:  # the edge: counters expire on their own in the store
+                log.warning("releasing a rate-limit ticket failed", exc_info=True)
 
     async def spent(self, budget: Budget) -> Decimal:
         """Current-period spend of a budget (recorded plus held)."""
         return await self.ledger.spent(budget)
+
+
+def _warn_invalid(provider: str | None, usage: Usage) -> None:
+    log.warning(
+        "upstream reported invalid usage; recording an estimate",
+        extra={"fields": {"provider": provider, "problem": usage.problem}},
+    )

@@ -1,9 +1,20 @@
 """Spend records: journaled on the request path, inserted into the database in batches.
 
-``Recorder.record`` costs one local ``write``; a background task flushes batches every
-``FLUSH_SECONDS`` (or sooner when many are waiting) with an idempotent insert, then
-deletes the journal segments they came from. If the database is down, records wait in
-memory and in the journal and the flush retries; nothing is dropped.
+``Recorder.intend`` journals that a call was admitted; ``Recorder.record`` journals its
+spend record when it ends. Both cost one memory copy. A background task flushes batches
+every ``FLUSH_SECONDS`` (or sooner when many are waiting) with an idempotent insert, then
+deletes the journal segments they came from; intents of calls still running are carried
+into the next segment, so a ``kill -9`` always leaves, for every admitted call, either
+its record or its intent.
+
+Nothing stops the writer:
+- the database is down: records wait in memory and in the journal, and the flush retries;
+- the database refuses a record: the batch is retried row by row and the refused row goes
+  to the quarantine (``quarantine.py``); the rest is written;
+- a dead process's segments (found at start and every ``RECOVER_SECONDS``) are replayed:
+  its records are inserted, and each intent without a record becomes a record flagged
+  ``crash_recovered``, costed at least at what the call had reserved. Replay failing only
+  means trying again later; it never fails startup.
 """
 
 from __future__ import annotations
@@ -11,181 +22,227 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import orjson
-from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
-
-from tollway.metering.journal import Journal
+from tollway.metering.journal import Journal, Orphan
+from tollway.metering.quarantine import Quarantine
+from tollway.metering.spend_rows import RecordRejected, insert_rows, rejected_by_database, to_row
 from tollway.store.db import Database
-from tollway.store.spend import to_pico
-from tollway.store.tables import SpendRecord
 
 log = logging.getLogger("tollway.metering")
 FLUSH_SECONDS = 0.25
 FLUSH_BATCH = 500
+RECOVER_SECONDS = 30.0
 _RETRY_SECONDS = 1.0
+INTENT = "intent"
+CRASH_FLAG = "crash_recovered"
+
+# What a crashed call is charged: (cost, priced, input tokens) from its intent.
+CrashCost = Callable[[dict[str, Any]], tuple[Decimal, bool, int]]
+# Told which dead instances' records are now safe (to reclaim their budget holds).
+Recovered = Callable[[str], Awaitable[None]]
 
 
-def to_row(record: dict[str, Any]) -> dict[str, Any]:
-    """A journal record (JSON types) as column values."""
-    row = dict(record)
-    row["ts"] = datetime.fromisoformat(str(record["ts"]))
-    row["cost_usd"] = Decimal(str(record["cost_usd"]))
-    row["cost_pico"] = to_pico(row["cost_usd"])
-    row["metadata"] = row.get("metadata") or {}
-    return row
+class DatabaseDown(Exception):
+    """The database could not take records now; they stay pending."""
 
 
-_COLUMNS = (
-    "request_id",
-    "ts",
-    "key_id",
-    "project_id",
-    "endpoint",
-    "model",
-    "provider",
-    "upstream_model",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "cost_pico",
-    "priced",
-    "estimated",
-    "status",
-    "latency_ms",
-    "ttft_ms",
-    "stream",
-    "cached",
-    "error",
-    "attempts",
-    "metadata",
-)
-_SQLITE_INSERT = (
-    f"INSERT INTO spend ({', '.join(_COLUMNS)}) "  # noqa: S608 (fixed column names)
-    f"VALUES ({', '.join('?' * len(_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
-)
-
-
-def to_sqlite(row: dict[str, Any]) -> tuple[Any, ...]:
-    """Column values as SQLAlchemy stores them in SQLite: naive UTC timestamp text,
-    decimal text, 0/1 booleans, JSON text."""
-    ts: datetime = row["ts"].astimezone(UTC)
-    converted = dict(row)
-    converted["ts"] = ts.strftime("%Y-%m-%d %H:%M:%S.%f")
-    converted["cost_usd"] = str(row["cost_usd"])
-    converted["metadata"] = orjson.dumps(row["metadata"]).decode()
-    for flag in ("priced", "estimated", "stream", "cached"):
-        converted[flag] = 1 if row.get(flag) else 0
-    converted.setdefault("attempts", 1)
-    converted.setdefault("reasoning_tokens", 0)
-    return tuple(converted.get(column) for column in _COLUMNS)
-
-
-def _insert_batch(path: Path, rows: list[dict[str, Any]]) -> None:
-    values = [to_sqlite(row) for row in rows]
-    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(_SQLITE_INSERT, values)
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
+def _no_cost(_intent: dict[str, Any]) -> tuple[Decimal, bool, int]:
+    return Decimal(0), False, 0
 
 
 class Recorder:
     """Durable, batched spend recording for one process."""
 
-    def __init__(self, db: Database, data_dir: Path) -> None:
+    def __init__(self, db: Database, data_dir: Path, instance: str | None = None) -> None:
         self._db = db
-        self._journal = Journal(data_dir)
+        self._journal = Journal(data_dir, instance)
+        self.instance = self._journal.instance
+        self.quarantine = Quarantine(db, data_dir)
         self._pending: list[dict[str, Any]] = []
         self._segments: list[Path] = []
+        self._open: dict[str, dict[str, Any]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         # One flush at a time: a reader's flush waits for the writer's batch in flight.
         self._flushing = asyncio.Lock()
+        self.crash_cost: CrashCost = _no_cost
+        self.recovered: Recovered | None = None
+        self.last_flush_error: str | None = None
 
     async def start(self) -> int:
-        """Replay segments left by crashed processes, then start flushing; returns how many
-        records were recovered."""
-        recovered = 0
-        for path, records in self._journal.orphans():
-            if records:
-                await self._insert(records)
-                recovered += len(records)
-            path.unlink(missing_ok=True)
-        if recovered:
-            log.warning("recovered spend records", extra={"fields": {"records": recovered}})
+        """Replay what dead processes left (never raising), then start flushing; returns
+        how many records were recovered."""
+        recovered = await self.recover()
         self._task = asyncio.create_task(self._run(), name="tollway-spend-writer")
         return recovered
+
+    def intend(self, intent: dict[str, Any]) -> None:
+        """Journal that a call was admitted (its record comes with ``record``)."""
+        self._journal.append({**intent, "kind": INTENT})
+        self._open[intent["request_id"]] = intent
 
     def record(self, record: dict[str, Any]) -> None:
         """Journal one record now; it reaches the database shortly."""
         self._journal.append(record)
+        self._open.pop(record["request_id"], None)
         self._pending.append(record)
         if len(self._pending) >= FLUSH_BATCH:
             self._wake.set()
 
+    @property
+    def pending(self) -> int:
+        """Records journaled but not yet in the database."""
+        return len(self._pending)
+
     async def _run(self) -> None:
+        next_recovery = time.monotonic() + RECOVER_SECONDS
         while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
             self._wake.clear()
             if not await self.flush():
                 await asyncio.sleep(_RETRY_SECONDS)
+            elif time.monotonic() >= next_recovery:
+                next_recovery = time.monotonic() + RECOVER_SECONDS
+                await self.recover()
 
     async def flush(self) -> bool:
         """Insert everything pending (and wait for a batch already being inserted);
-        False (records kept) if the database failed."""
+        False (records kept) if the database is unavailable."""
         async with self._flushing:
             return await self._flush()
 
     async def _flush(self) -> bool:
-        self._segments.extend(self._journal.rotate())
+        self._rotate()
         if not self._pending:
             return True
         batch, self._pending = self._pending, []
         try:
-            await self._insert(batch)
-        except Exception:  # the edge: keep the records and retry; never lose one
-            log.exception("spend flush failed; will retry", extra={"fields": {"n": len(batch)}})
+            await self._commit(batch)
+        except DatabaseDown as exc:
             self._pending = batch + self._pending
+            if self.last_flush_error != str(exc):
+                log.warning("spend flush failed; will retry", extra={"fields": {"n": len(batch)}})
+            self.last_flush_error = str(exc)
             return False
+        self.last_flush_error = None
         # Everything journaled before this flush is now committed.
         committed, self._segments = self._segments, []
         for path in committed:
             path.unlink(missing_ok=True)
         return True
 
-    async def _insert(self, records: list[dict[str, Any]]) -> None:
-        rows = [to_row(record) for record in records]
-        if self._db.sqlite_file is not None:
-            await self._insert_sqlite(rows)
-            return
-        table = cast(Table, SpendRecord.__table__)
-        dialect = postgresql if self._db.engine.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(table).on_conflict_do_nothing(index_elements=["request_id"])
-        async with self._db.transaction() as session:
-            await session.execute(statement, rows)
+    def _rotate(self) -> None:
+        """Close the segments holding what is pending, and carry the intents of calls
+        still running into the next one (the closed ones are deleted once committed)."""
+        self._segments.extend(self._journal.rotate())
+        for intent in self._open.values():
+            self._journal.append({**intent, "kind": INTENT})
 
-    async def _insert_sqlite(self, rows: list[dict[str, Any]]) -> None:
-        # The whole batch (row conversion, executemany, commit) runs in one call on a
-        # thread with its own stdlib connection: through SQLAlchemy it cost ~30 us of
-        # event-loop time per row, and the write lock was held across loop turns.
-        # Values are written in the forms SQLAlchemy reads back (see to_sqlite).
-        path = self._db.sqlite_file
-        assert path is not None
-        await asyncio.to_thread(_insert_batch, path, rows)
+    async def _commit(self, records: list[dict[str, Any]]) -> None:
+        """Insert ``records``; a refused one is quarantined; DatabaseDown if the database
+        is unavailable (nothing is quarantined then)."""
+        pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for record in records:
+            try:
+                pairs.append((to_row(record), record))
+            except RecordRejected as exc:
+                await self.quarantine.put(record, str(exc))
+        if not pairs:
+            return
+        try:
+            await insert_rows(self._db, [row for row, _ in pairs])
+            return
+        except Exception as exc:  # the edge: classify, then keep or split
+            if not rejected_by_database(exc):
+                raise DatabaseDown(f"{type(exc).__name__}: {exc}") from exc
+        for row, record in pairs:
+            try:
+                await insert_rows(self._db, [row])
+            except Exception as exc:  # the edge: one record at a time
+                if not rejected_by_database(exc):
+                    raise DatabaseDown(f"{type(exc).__name__}: {exc}") from exc
+                await self.quarantine.put(record, f"{type(exc).__name__}: {exc}")
+
+    async def recover(self) -> int:
+        """Replay the segments of dead processes; returns the records recovered. A
+        failure is logged and retried later, never raised."""
+        recovered = 0
+        try:
+            for orphan in self._journal.orphans():
+                records = self._replayed(orphan)
+                try:
+                    await self._commit(records)
+                except DatabaseDown:
+                    log.warning(
+                        "journal replay waits for the database",
+                        extra={"fields": {"instance": orphan.instance}},
+                    )
+                    return recovered
+                if self.recovered is not None:
+                    await self.recovered(orphan.instance)
+                Journal.forget(orphan)
+                recovered += len(records)
+        except Exception:  # the edge: replay is retried by the writer
+            log.exception("journal replay failed; will retry")
+        if recovered:
+            log.warning("recovered spend records", extra={"fields": {"records": recovered}})
+        return recovered
+
+    def _replayed(self, orphan: Orphan) -> list[dict[str, Any]]:
+        """The dead instance's records, plus a crash record for every call it admitted
+        and never recorded."""
+        finals: dict[str, dict[str, Any]] = {}
+        intents: dict[str, dict[str, Any]] = {}
+        for record in orphan.records:
+            request_id = str(record.get("request_id"))
+            if record.get("kind") == INTENT:
+                intents.setdefault(request_id, record)
+            else:
+                finals[request_id] = record
+        crashed = [self._crash_record(i) for rid, i in intents.items() if rid not in finals]
+        return [*finals.values(), *crashed]
+
+    def _crash_record(self, intent: dict[str, Any]) -> dict[str, Any]:
+        try:
+            cost, priced, input_tokens = self.crash_cost(intent)
+        except Exception:  # the edge: an unpriceable intent is still recorded
+            log.exception("costing a crashed call failed")
+            cost, priced, input_tokens = Decimal(0), False, 0
+        return {
+            "request_id": intent.get("request_id"),
+            "ts": utc_iso(float(intent.get("started_at") or time.time())),
+            "key_id": intent.get("key_id"),
+            "project_id": intent.get("project_id"),
+            "endpoint": intent.get("endpoint"),
+            "model": intent.get("model"),
+            "provider": None,
+            "upstream_model": None,
+            "status": 500,
+            "error": "gateway_crashed",
+            "latency_ms": 0.0,
+            "ttft_ms": None,
+            "stream": bool(intent.get("stream")),
+            "cached": False,
+            "attempts": 1,
+            "metadata": intent.get("metadata") or {},
+            "input_tokens": input_tokens,
+            "output_tokens": 0,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "reasoning_tokens": 0,
+            "cost_usd": str(cost),
+            "priced": priced,
+            "estimated": True,
+            "flags": CRASH_FLAG,
+        }
 
     async def aclose(self) -> None:
         """Flush what is left and stop."""
@@ -194,7 +251,8 @@ class Recorder:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         self._segments.extend(self._journal.close())
-        await self.flush()
+        if await self.flush() and not self._open:
+            self._journal.release()
 
 
 def utc_iso(ts: float) -> str:

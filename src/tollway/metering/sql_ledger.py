@@ -1,52 +1,69 @@
-"""Budgets shared by several processes through the database (no Redis configured).
+"""Budgets shared by several processes and hosts through the database (no Redis).
 
 Each reservation is one transaction: make sure the period's row exists (seeded from the
 spend records), then ``UPDATE ... SET held = held + :wanted WHERE spent + held + :wanted
-<= :limit`` on every row; a row that does not change means the budget is exhausted and
-the whole transaction rolls back. SQLite serializes writers and Postgres locks the rows,
-so concurrent reservations from any process cannot overshoot.
+<= :limit`` on every row and one ``budget_holds`` row per budget; a row that does not
+change means the budget is exhausted and the whole transaction rolls back. Postgres
+locks the rows, so concurrent reservations from any process cannot overshoot; reapers
+take holds with ``DELETE ... RETURNING``, so two of them never reclaim one hold twice.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.metering.budget import (
     NANO,
     Budget,
     Ledger,
     Reservation,
+    Slot,
     exhausted,
+    lease_end,
+    period_key,
+    recorded_costs,
+    refuse_early,
     spent_in_db,
     to_nano,
 )
 from tollway.store.db import Database
-from tollway.store.tables import BudgetSlot
-
-Slot = tuple[str, str, datetime]
+from tollway.store.tables import BudgetHold, BudgetSlot
 
 
-def _period(slot: Slot) -> str:
-    return slot[2].strftime("%Y-%m-%d")
-
-
-def _where(slot: Slot) -> tuple[ColumnElement[bool], ...]:
+def _where(kind: str, owner_id: str, period: str) -> tuple[ColumnElement[bool], ...]:
     return (
-        BudgetSlot.kind == slot[0],
-        BudgetSlot.owner_id == slot[1],
-        BudgetSlot.period_start == _period(slot),
+        BudgetSlot.kind == kind,
+        BudgetSlot.owner_id == owner_id,
+        BudgetSlot.period_start == period,
+    )
+
+
+async def _charge(
+    session: AsyncSession, kind: str, owner_id: str, period: str, release: int, charge: int
+) -> None:
+    await session.execute(
+        update(BudgetSlot)
+        .where(*_where(kind, owner_id, period))
+        .values(
+            held_nano=BudgetSlot.held_nano - release,
+            spent_nano=BudgetSlot.spent_nano + charge,
+        )
     )
 
 
 class SqlLedger(Ledger):
-    """Budgets kept in the ``budget_slots`` table."""
+    """Budgets kept in the ``budget_slots`` and ``budget_holds`` tables."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, instance: str) -> None:
         self._db = db
+        self.instance = instance
         self._seeded: set[Slot] = set()
         dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert
@@ -61,7 +78,7 @@ class SqlLedger(Ledger):
                 .values(
                     kind=slot[0],
                     owner_id=slot[1],
-                    period_start=_period(slot),
+                    period_start=period_key(slot),
                     spent_nano=spent,
                     held_nano=0,
                 )
@@ -69,52 +86,70 @@ class SqlLedger(Ledger):
             )
         self._seeded.add(slot)
 
-    async def reserve(self, budgets: list[Budget], amount: Decimal) -> Reservation:
+    async def reserve(self, budgets: list[Budget], amount: Decimal, request_id: str) -> Reservation:
         """Hold ``amount`` on every budget in one transaction, or raise PaymentRequired."""
-        now = datetime.now(UTC)
-        slots = [budget.slot(now) for budget in budgets]
+        wanted = to_nano(amount)
+        refuse_early(budgets, wanted)
+        now = time.time()
+        slots = [budget.slot(datetime.fromtimestamp(now, UTC)) for budget in budgets]
         for slot in slots:
             await self._seed(slot)
-        wanted = to_nano(amount)
         refused: tuple[Budget, int] | None = None
         async with self._db.transaction() as session:
             for budget, slot in zip(budgets, slots, strict=True):
-                limit = to_nano(budget.limit_usd)
-                result = await session.execute(
+                where = _where(slot[0], slot[1], period_key(slot))
+                result: Any = await session.execute(
                     update(BudgetSlot)
                     .where(
-                        *_where(slot),
-                        BudgetSlot.spent_nano + BudgetSlot.held_nano + wanted <= limit,
+                        *where,
+                        BudgetSlot.spent_nano + BudgetSlot.held_nano + wanted
+                        <= to_nano(budget.limit_usd),
                     )
                     .values(held_nano=BudgetSlot.held_nano + wanted)
                 )
-                if not getattr(result, "rowcount", 0):
+                if not result.rowcount:
                     used = await session.scalar(
-                        select(BudgetSlot.spent_nano + BudgetSlot.held_nano).where(*_where(slot))
+                        select(BudgetSlot.spent_nano + BudgetSlot.held_nano).where(*where)
                     )
                     refused = (budget, int(used or 0))
                     await session.rollback()
                     break
+                await session.execute(
+                    insert(BudgetHold).values(
+                        request_id=request_id,
+                        kind=slot[0],
+                        owner_id=slot[1],
+                        period_start=period_key(slot),
+                        nano=wanted,
+                        instance=self.instance,
+                        expires_at=lease_end(now),
+                    )
+                )
         if refused is not None:
             raise exhausted(refused[0], refused[1], wanted)
-        return Reservation(slots, wanted)
+        return Reservation(slots, wanted, request_id)
 
     async def settle(self, reservation: Reservation, actual: Decimal) -> None:
         """Replace the hold with the actual cost."""
         if reservation.settled:
             return
-        reservation.settled = True
         cost = to_nano(actual)
         async with self._db.transaction() as session:
+            nano = reservation.nano
             for slot in reservation.slots:
-                await session.execute(
-                    update(BudgetSlot)
-                    .where(*_where(slot))
-                    .values(
-                        held_nano=BudgetSlot.held_nano - reservation.nano,
-                        spent_nano=BudgetSlot.spent_nano + cost,
+                dropped: Any = await session.execute(
+                    delete(BudgetHold).where(
+                        BudgetHold.request_id == reservation.request_id,
+                        BudgetHold.kind == slot[0],
                     )
                 )
+                period = period_key(slot)
+                if dropped.rowcount:
+                    await _charge(session, slot[0], slot[1], period, nano, cost)
+                else:
+                    # A reaper took the hold (charging all of it): correct to the actual.
+                    await _charge(session, slot[0], slot[1], period, 0, cost - nano)
+        reservation.settled = True
 
     async def spent(self, budget: Budget) -> Decimal:
         """Spend recorded or held in the budget's current period."""
@@ -122,6 +157,46 @@ class SqlLedger(Ledger):
         await self._seed(slot)
         async with self._db.reader() as session:
             used = await session.scalar(
-                select(BudgetSlot.spent_nano + BudgetSlot.held_nano).where(*_where(slot))
+                select(BudgetSlot.spent_nano + BudgetSlot.held_nano).where(
+                    *_where(slot[0], slot[1], period_key(slot))
+                )
             )
         return Decimal(int(used or 0)) / NANO
+
+    async def keep(self, reservations: list[Reservation]) -> None:
+        """Renew the lease of every hold this process has."""
+        if not reservations:
+            return
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(BudgetHold)
+                .where(BudgetHold.instance == self.instance)
+                .values(expires_at=lease_end())
+            )
+
+    async def reap(self, instance: str | None = None) -> int:
+        """Reclaim a dead instance's holds (at their recorded cost when the call has a
+        record), or every expired hold (at its full amount: its process may be alive and
+        settle later, correcting it)."""
+        condition = (
+            BudgetHold.instance == instance
+            if instance is not None
+            else BudgetHold.expires_at < int(time.time())
+        )
+        columns = (
+            BudgetHold.request_id,
+            BudgetHold.kind,
+            BudgetHold.owner_id,
+            BudgetHold.period_start,
+            BudgetHold.nano,
+        )
+        async with self._db.transaction() as session:
+            taken = list(
+                await session.execute(delete(BudgetHold).where(condition).returning(*columns))
+            )
+            costs: dict[str, int] = {}
+            if instance is not None:
+                costs = await recorded_costs(self._db, [row[0] for row in taken])
+            for request_id, kind, owner_id, period, nano in taken:
+                await _charge(session, kind, owner_id, period, nano, costs.get(request_id, nano))
+        return len({row[0] for row in taken})

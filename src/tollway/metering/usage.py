@@ -22,6 +22,11 @@ writes. Shapes:
   (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_TokenUsage.html).
 
 The Gemini and Converse rules are the ones genai-prices reads those APIs with.
+
+Every count an upstream reports is checked: a count that is not a whole number, is
+negative, or exceeds ``bounds.MAX_TOKENS`` (and cache or reasoning counts larger than
+the totals they are part of) make the usage *invalid*: ``Usage.problem`` says why, and
+the meter replaces it by its own estimate rather than price it as given.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from tollway.bounds import MAX_TOKENS
 
 
 @dataclass(slots=True)
@@ -44,6 +51,7 @@ class Usage:
     cache_write_1h_tokens: int = 0  # of cache_write_tokens, those kept for an hour
     reasoning_tokens: int = 0
     estimated: bool = False
+    problem: str | None = None  # why the upstream's counts cannot be used as given
 
     @property
     def total_tokens(self) -> int:
@@ -51,11 +59,58 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
-def _int(container: Any, key: str) -> int:
-    if not isinstance(container, dict):
-        return 0
-    value = container.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+class Counts:
+    """Reads an upstream's token counts, noting every one that cannot be right."""
+
+    __slots__ = ("problems",)
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def get(self, container: Any, key: str) -> int:
+        """The count at ``container[key]`` (0 when absent or invalid)."""
+        if not isinstance(container, dict):
+            return 0
+        value = container.get(key)
+        if value is None:
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problems.append(f"{key} is not a whole number ({str(value)[:40]!r})")
+            return 0
+        if not 0 <= value <= MAX_TOKENS:
+            self.problems.append(f"{key} is out of range ({str(value)[:40]})")
+            return 0
+        return value
+
+    def usage(
+        self,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> Usage:
+        """A Usage from the counts, with a ``problem`` when anything was wrong."""
+        usage = Usage(
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            cache_write_1h_tokens,
+            reasoning_tokens,
+        )
+        if usage.input_tokens > MAX_TOKENS:
+            self.problems.append(f"input tokens out of range ({usage.input_tokens})")
+        if usage.cache_read_tokens + usage.cache_write_tokens > usage.input_tokens:
+            self.problems.append("cache tokens exceed the input tokens")
+        if usage.reasoning_tokens > usage.output_tokens:
+            self.problems.append("reasoning tokens exceed the output tokens")
+        if usage.cache_write_1h_tokens > usage.cache_write_tokens:
+            self.problems.append("1-hour cache writes exceed the cache writes")
+        if self.problems:
+            usage.problem = "; ".join(self.problems)
+        return usage
 
 
 def from_openai(usage: Any) -> Usage | None:
@@ -64,11 +119,12 @@ def from_openai(usage: Any) -> Usage | None:
         return None
     if "input_tokens" in usage and "prompt_tokens" not in usage:
         return from_responses(usage)
-    return Usage(
-        input_tokens=_int(usage, "prompt_tokens"),
-        output_tokens=_int(usage, "completion_tokens"),
-        cache_read_tokens=_int(usage.get("prompt_tokens_details"), "cached_tokens"),
-        reasoning_tokens=_int(usage.get("completion_tokens_details"), "reasoning_tokens"),
+    counts = Counts()
+    return counts.usage(
+        input_tokens=counts.get(usage, "prompt_tokens"),
+        output_tokens=counts.get(usage, "completion_tokens"),
+        cache_read_tokens=counts.get(usage.get("prompt_tokens_details"), "cached_tokens"),
+        reasoning_tokens=counts.get(usage.get("completion_tokens_details"), "reasoning_tokens"),
     )
 
 
@@ -76,11 +132,12 @@ def from_responses(usage: Any) -> Usage | None:
     """Usage from an OpenAI Responses ``usage`` object."""
     if not isinstance(usage, dict):
         return None
-    return Usage(
-        input_tokens=_int(usage, "input_tokens"),
-        output_tokens=_int(usage, "output_tokens"),
-        cache_read_tokens=_int(usage.get("input_tokens_details"), "cached_tokens"),
-        reasoning_tokens=_int(usage.get("output_tokens_details"), "reasoning_tokens"),
+    counts = Counts()
+    return counts.usage(
+        input_tokens=counts.get(usage, "input_tokens"),
+        output_tokens=counts.get(usage, "output_tokens"),
+        cache_read_tokens=counts.get(usage.get("input_tokens_details"), "cached_tokens"),
+        reasoning_tokens=counts.get(usage.get("output_tokens_details"), "reasoning_tokens"),
     )
 
 
@@ -88,15 +145,16 @@ def from_anthropic(usage: Any) -> Usage | None:
     """Usage from an Anthropic ``usage`` object."""
     if not isinstance(usage, dict):
         return None
-    read = _int(usage, "cache_read_input_tokens")
-    write = _int(usage, "cache_creation_input_tokens")
-    return Usage(
-        input_tokens=_int(usage, "input_tokens") + read + write,
-        output_tokens=_int(usage, "output_tokens"),
+    counts = Counts()
+    read = counts.get(usage, "cache_read_input_tokens")
+    write = counts.get(usage, "cache_creation_input_tokens")
+    return counts.usage(
+        input_tokens=counts.get(usage, "input_tokens") + read + write,
+        output_tokens=counts.get(usage, "output_tokens"),
         cache_read_tokens=read,
         cache_write_tokens=write,
         # 1-hour cache writes are billed at their own rate.
-        cache_write_1h_tokens=_int(usage.get("cache_creation"), "ephemeral_1h_input_tokens"),
+        cache_write_1h_tokens=counts.get(usage.get("cache_creation"), "ephemeral_1h_input_tokens"),
     )
 
 
@@ -104,11 +162,13 @@ def from_gemini(metadata: Any) -> Usage | None:
     """Usage from a Gemini ``usageMetadata`` object."""
     if not isinstance(metadata, dict):
         return None
-    thoughts = _int(metadata, "thoughtsTokenCount")
-    return Usage(
-        input_tokens=_int(metadata, "promptTokenCount") + _int(metadata, "toolUsePromptTokenCount"),
-        output_tokens=_int(metadata, "candidatesTokenCount") + thoughts,
-        cache_read_tokens=_int(metadata, "cachedContentTokenCount"),
+    counts = Counts()
+    thoughts = counts.get(metadata, "thoughtsTokenCount")
+    return counts.usage(
+        input_tokens=counts.get(metadata, "promptTokenCount")
+        + counts.get(metadata, "toolUsePromptTokenCount"),
+        output_tokens=counts.get(metadata, "candidatesTokenCount") + thoughts,
+        cache_read_tokens=counts.get(metadata, "cachedContentTokenCount"),
         reasoning_tokens=thoughts,
     )
 
@@ -117,11 +177,12 @@ def from_converse(usage: Any) -> Usage | None:
     """Usage from a Bedrock Converse ``usage`` object."""
     if not isinstance(usage, dict):
         return None
-    read = _int(usage, "cacheReadInputTokens")
-    write = _int(usage, "cacheWriteInputTokens")
-    return Usage(
-        input_tokens=_int(usage, "inputTokens") + read + write,
-        output_tokens=_int(usage, "outputTokens"),
+    counts = Counts()
+    read = counts.get(usage, "cacheReadInputTokens")
+    write = counts.get(usage, "cacheWriteInputTokens")
+    return counts.usage(
+        input_tokens=counts.get(usage, "inputTokens") + read + write,
+        output_tokens=counts.get(usage, "outputTokens"),
         cache_read_tokens=read,
         cache_write_tokens=write,
     )

@@ -62,7 +62,16 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(async_url(url))
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(async_url(url), pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # Short connect and command timeouts: an unreachable or hung database must turn into
+    # a clear 503 (or a journaled record waiting) within seconds, not a hung request.
+    return create_async_engine(
+        async_url(url),
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        connect_args={"timeout": 5, "command_timeout": 30},
+    )
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker[Any]:

@@ -173,6 +173,8 @@ class SpendRecord(Base):
     error: Mapped[str | None] = mapped_column(String(80), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    # Why a record is not plain: usage_invalid, crash_recovered, ... (comma-separated).
+    flags: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 class BudgetSlot(Base):
@@ -185,3 +187,35 @@ class BudgetSlot(Base):
     period_start: Mapped[str] = mapped_column(String(10), primary_key=True)
     spent_nano: Mapped[int] = mapped_column(BigInteger, default=0)
     held_nano: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BudgetHold(Base):
+    """Money one call in flight holds on one budget slot: whose call (``instance``, the
+    gateway process) and until when (refreshed while the call runs), so that a crashed
+    process's holds are found and reclaimed."""
+
+    __tablename__ = "budget_holds"
+    __table_args__ = (
+        Index("ix_budget_holds_instance", "instance"),
+        Index("ix_budget_holds_expires_at", "expires_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(40))
+    period_start: Mapped[str] = mapped_column(String(10))
+    nano: Mapped[int] = mapped_column(BigInteger)
+    instance: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[int] = mapped_column(BigInteger)  # UNIX seconds
+
+
+class QuarantinedSpend(Base):
+    """A spend record the database refused: kept whole, with the reason, for an operator."""
+
+    __tablename__ = "spend_quarantine"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text)
+    record: Mapped[str] = mapped_column(Text)  # JSON text (NULs escaped), not a JSON column

@@ -1,0 +1,175 @@
+"""Spend records as database rows: fitted to their columns, inserted in batches.
+
+A journal record is JSON; a row must fit the ``spend`` table. Text is cut to its column
+width with NULs removed (Postgres refuses them), metadata that will not serialize is
+dropped, and a record whose numbers cannot fit (an integer past 64 bits) is refused here
+with ``RecordRejected`` before any database sees it. Every other refusal comes from the
+database itself, and ``rejected_by_database`` tells it apart from an outage: a rejected
+record is quarantined, an outage is waited out.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Table
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tollway.bounds import INT64_MAX
+from tollway.store.db import Database
+from tollway.store.spend import to_pico
+from tollway.store.tables import SpendRecord
+
+# Text columns and their widths (tables.SpendRecord).
+_TEXT = {
+    "request_id": 40,
+    "key_id": 40,
+    "project_id": 40,
+    "endpoint": 40,
+    "model": 200,
+    "provider": 80,
+    "upstream_model": 200,
+    "error": 80,
+    "flags": 80,
+}
+_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "status",
+    "attempts",
+)
+COLUMNS = (
+    "request_id",
+    "ts",
+    "key_id",
+    "project_id",
+    "endpoint",
+    "model",
+    "provider",
+    "upstream_model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "cost_pico",
+    "priced",
+    "estimated",
+    "status",
+    "latency_ms",
+    "ttft_ms",
+    "stream",
+    "cached",
+    "error",
+    "attempts",
+    "metadata",
+    "flags",
+)
+_SQLITE_INSERT = (
+    f"INSERT INTO spend ({', '.join(COLUMNS)}) "  # noqa: S608 (fixed column names)
+    f"VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
+)
+
+
+class RecordRejected(Exception):
+    """This record cannot be stored as it is (its reason is the message)."""
+
+
+def _text(value: Any, width: int) -> str | None:
+    if value is None:
+        return None
+    text = str(value).replace("\x00", "")
+    return text[:width]
+
+
+def to_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A journal record (JSON types) as column values that fit their columns."""
+    row = {column: record.get(column) for column in COLUMNS if column in record}
+    for column, width in _TEXT.items():
+        if column in row:
+            row[column] = _text(row[column], width)
+    try:
+        row["ts"] = datetime.fromisoformat(str(record["ts"]))
+        cost = Decimal(str(record["cost_usd"]))
+        row["cost_usd"], row["cost_pico"] = cost, to_pico(cost)
+    except (KeyError, ValueError, InvalidOperation) as exc:
+        raise RecordRejected(f"unreadable time or cost: {exc}") from None
+    for column in (*_COUNTS, "cost_pico"):
+        value = row.get(column)
+        if value is not None and (not isinstance(value, int) or abs(value) > INT64_MAX):
+            raise RecordRejected(f"{column} does not fit a 64-bit integer: {value!r}")
+    metadata = row.get("metadata") or {}
+    try:
+        orjson.dumps(metadata)
+    except (TypeError, orjson.JSONEncodeError):
+        metadata = {}
+    row["metadata"] = metadata if isinstance(metadata, dict) else {}
+    row.setdefault("attempts", 1)
+    row.setdefault("reasoning_tokens", 0)
+    return row
+
+
+def to_sqlite(row: dict[str, Any]) -> tuple[Any, ...]:
+    """Column values as SQLAlchemy stores them in SQLite: naive UTC timestamp text,
+    decimal text, 0/1 booleans, JSON text."""
+    ts: datetime = row["ts"].astimezone(UTC)
+    converted = dict(row)
+    converted["ts"] = ts.strftime("%Y-%m-%d %H:%M:%S.%f")
+    converted["cost_usd"] = str(row["cost_usd"])
+    converted["metadata"] = orjson.dumps(row["metadata"]).decode()
+    for flag in ("priced", "estimated", "stream", "cached"):
+        converted[flag] = 1 if row.get(flag) else 0
+    return tuple(converted.get(column) for column in COLUMNS)
+
+
+def insert_sqlite(path: Path, rows: list[dict[str, Any]]) -> None:
+    """One batch in one transaction on a stdlib connection (run in a thread)."""
+    values = [to_sqlite(row) for row in rows]
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_SQLITE_INSERT, values)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def insert_rows(db: Database, rows: list[dict[str, Any]]) -> None:
+    """Insert rows idempotently (a request id is stored once)."""
+    if db.sqlite_file is not None:
+        import asyncio
+
+        # The whole batch (row conversion, executemany, commit) runs in one call on a
+        # thread with its own stdlib connection: through SQLAlchemy it cost ~30 us of
+        # event-loop time per row, and the write lock was held across loop turns.
+        await asyncio.to_thread(insert_sqlite, db.sqlite_file, rows)
+        return
+    table = cast(Table, SpendRecord.__table__)
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=["request_id"])
+    async with db.transaction() as session:
+        await session.execute(statement, rows)
+
+
+def rejected_by_database(exc: BaseException) -> bool:
+    """Whether the database refused the data itself (quarantine it) rather than being
+    unreachable, locked or failing (keep it and retry)."""
+    if isinstance(exc, RecordRejected | OverflowError | ValueError | TypeError):
+        return True
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError):
+        return True
+    return isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError)
