@@ -21,6 +21,7 @@ import orjson
 
 from tollway.asgi import JSON_CONTENT_TYPE, RawHeaders, Send, send_response
 from tollway.bounds import MAX_ATTEMPTS, printable
+from tollway.config import RetryConfig
 from tollway.dialects.endpoints import Endpoint, RequestInfo
 from tollway.dialects.validate import Payload
 from tollway.errors import BadRequest, TollwayError, UpstreamError, UpstreamUnavailable
@@ -30,7 +31,7 @@ from tollway.providers.transport import UpstreamResponse
 from tollway.relay import StreamOutcome, read_whole, send_stream, send_whole
 from tollway.routing.retry import backoff, retryable, unhealthy
 from tollway.routing.router import Plan, Route, Router
-from tollway.settings import Dialect, RetryConfig
+from tollway.settings import Dialect
 from tollway.translate.base import Translator
 from tollway.translate.openai_chat import wants_usage
 from tollway.translate.registry import translation

@@ -32,6 +32,7 @@ from tollway.asgi import (
 )
 from tollway.auth.credentials import Principal
 from tollway.auth.directory import KeyDirectory
+from tollway.config import RetryConfig
 from tollway.dialects.endpoints import Endpoint, inspect
 from tollway.dialects.render import render_error
 from tollway.dialects.validate import Payload, parse_object
@@ -45,7 +46,6 @@ from tollway.forward import Forwarder
 from tollway.metering.meter import Admission, Meter, Outcome
 from tollway.relay import until_disconnect
 from tollway.routing.router import Router
-from tollway.settings import RetryConfig
 from tollway.telemetry.logs import ACCESS_LOGGER
 
 CLIENT_CLOSED = 499
@@ -207,17 +207,11 @@ class Pipeline:
             "metadata": key.metadata if key else {},
         }
 
-    @staticmethod
-    def _fields(record: CallRecord) -> dict[str, Any]:
+    @classmethod
+    def _fields(cls, record: CallRecord) -> dict[str, Any]:
         """The call's spend-record fields known so far."""
-        key = record.principal.key if record.principal else None
         return {
-            "request_id": record.request_id,
-            "started_at": record.started_at,
-            "key_id": key.id if key else None,
-            "project_id": key.project_id if key else None,
-            "endpoint": record.endpoint.value,
-            "model": record.model,
+            **cls._intent(record),
             "provider": record.provider,
             "upstream_model": record.upstream_model,
             # A call always ends with a status: one that never got to answer was cut by
@@ -225,11 +219,9 @@ class Pipeline:
             "status": record.status or InternalError.status,
             "latency_ms": round((time.perf_counter() - record.started) * 1000, 3),
             "ttft_ms": round(record.ttft_ms, 3) if record.ttft_ms is not None else None,
-            "stream": record.stream,
             "cached": False,
             "error": record.error,
             "attempts": len(record.attempts) + (1 if record.served else 0),
-            "metadata": key.metadata if key else {},
         }
 
     def log(self, record: CallRecord) -> None:

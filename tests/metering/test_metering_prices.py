@@ -7,9 +7,10 @@ from decimal import Decimal
 import genai_prices
 import pytest
 
+from tollway.config import Price
 from tollway.metering.prices import ModelPrice, PriceBook
 from tollway.metering.usage import Usage
-from tollway.settings import Dialect, Price
+from tollway.settings import Dialect
 
 MODELS = [
     ("openai", "gpt-4o-mini"),

@@ -21,10 +21,10 @@ from urllib.parse import quote
 import orjson
 from aiohttp import web
 
+from tollway.config import ProviderConfig, Timeouts
 from tollway.dialects.endpoints import Endpoint
 from tollway.providers.base import Provider, UpstreamCall
 from tollway.providers.registry import PROVIDER_TYPES
-from tollway.settings import ProviderConfig, Timeouts
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

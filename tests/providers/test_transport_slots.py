@@ -14,10 +14,10 @@ import orjson
 import pytest
 
 from fake_upstream import CutMidStream, FakeUpstream, Reply, SlowEvents, Stall, closed_port
+from tollway.config import Timeouts
 from tollway.errors import UpstreamBusy, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from tollway.providers.transport import RESPONSE_TOO_LARGE, Transport, UpstreamResponse
 from tollway.routing.retry import retryable, unhealthy
-from tollway.settings import Timeouts
 
 POOL_WAIT = 0.2
 LIMIT = 16 * 1024

@@ -30,9 +30,9 @@ from fake_upstream import (
     Reset,
     Stall,
 )
+from tollway.config import RetryConfig
 from tollway.errors import UpstreamError, UpstreamUnavailable
 from tollway.routing.retry import backoff
-from tollway.settings import RetryConfig
 
 # ------------------------------------------------------------------ a flaky deployment
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from tollway.config import Price
 from tollway.metering.usage import Usage
-from tollway.settings import Price
 
 MILLION = Decimal(1_000_000)
 # A Decimal, a genai_prices TieredPrices (``.base`` and ``.tiers``), or None.

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from tollway.config import ProviderConfig, Timeouts
 from tollway.dialects.endpoints import Endpoint
 from tollway.providers.base import UpstreamCall
 from tollway.providers.openai import OpenAIProvider
-from tollway.settings import ConfigError, ProviderConfig, Timeouts
+from tollway.settings import ConfigError
 
 _PATHS = {
     Endpoint.CHAT_COMPLETIONS: "chat/completions",

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import orjson
 
+from tollway.config import ProviderConfig, Timeouts
 from tollway.dialects.endpoints import Endpoint
 from tollway.errors import (
     TollwayError,
@@ -33,7 +34,7 @@ from tollway.errors import (
 from tollway.metering.stream_meter import StreamMeter
 from tollway.metering.usage import Usage, from_body
 from tollway.providers.transport import Transport, UpstreamResponse
-from tollway.settings import Dialect, ProviderConfig, Settings, Timeouts
+from tollway.settings import Dialect, Settings
 from tollway.sse import EventSplitter
 
 log = logging.getLogger("tollway.providers")

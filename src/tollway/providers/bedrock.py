@@ -41,13 +41,14 @@ from urllib.parse import quote
 import orjson
 from yarl import URL
 
+from tollway.config import ProviderConfig, Timeouts
 from tollway.dialects.endpoints import Endpoint
 from tollway.errors import TollwayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from tollway.metering.stream_meter import StreamMeter, event_data
 from tollway.metering.usage import Usage, from_converse, from_json
 from tollway.providers.base import Provider, UpstreamCall
 from tollway.providers.transport import UpstreamResponse
-from tollway.settings import ConfigError, Dialect, ProviderConfig, Timeouts
+from tollway.settings import ConfigError, Dialect
 from tollway.sse import event_too_large
 
 EVENT_STREAM = "application/vnd.amazon.eventstream"

@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 
+from tollway.config import Timeouts
 from tollway.errors import UpstreamBusy, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from tollway.settings import Timeouts
 
 USER_AGENT = "tollway/0.1"
 RESPONSE_TOO_LARGE = "upstream_response_too_large"

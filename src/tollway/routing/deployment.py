@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tollway.config import DeploymentConfig
 from tollway.providers.base import Provider
 from tollway.routing.circuit import CircuitBreaker
-from tollway.settings import DeploymentConfig
 
 _EWMA_ALPHA = 0.2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from tollway.config import RetryConfig
 from tollway.errors import (
     TollwayError,
     UpstreamBusy,
@@ -11,7 +12,6 @@ from tollway.errors import (
     UpstreamRejected,
 )
 from tollway.providers.transport import RESPONSE_TOO_LARGE
-from tollway.settings import RetryConfig
 from tollway.sse import EVENT_TOO_LARGE
 
 _MAX_RETRY_AFTER = 60.0

@@ -10,12 +10,12 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
+from tollway.config import CircuitConfig, ModelConfig
 from tollway.errors import ModelNotFound
 from tollway.providers.base import Provider
 from tollway.routing.circuit import CircuitBreaker
 from tollway.routing.deployment import Deployment
 from tollway.routing.strategy import pick
-from tollway.settings import CircuitConfig, ModelConfig
 
 
 @dataclass(frozen=True)
