@@ -362,7 +362,13 @@ def test_cut_responses_stream_raises_in_sdk(oai: openai.OpenAI, fake: FakeUpstre
     with pytest.raises(openai.APIError):
         for event in stream:
             kinds.append(event.type)
-    assert kinds == ["response.created", "response.in_progress", "response.output_item.added"]
+    # response.failed (what Codex reads), then the error event the SDK raises on.
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.failed",
+    ]
 
 
 def test_stall_mid_stream_ends_with_timeout_event(
@@ -411,6 +417,9 @@ def test_stream_ending_without_terminal_event_is_an_error(
     _, chunks = read_stream(http, *STREAMS[kind])
     events = sse_events(b"".join(c for _, c in chunks))
     assert events[:3] == upstream_events(kind)[:3]
+    if kind == "responses":  # response.failed first: what Responses clients read
+        assert events[3].startswith(b"event: response.failed")
+        events = events[:3] + events[4:]
     assert len(events) == 4
     error = error_event("anthropic" if kind == "messages" else "openai", events[-1])
     assert "final event" in error["message"] or "ended" in error["message"]

@@ -50,6 +50,11 @@ class ProviderConfig(Strict):
     aws_session_token: SecretStr | None = None
     timeouts: Timeouts | None = None
     max_connections: int = Field(1024, ge=1, description="Open connections to this provider.")
+    responses_api: bool = Field(
+        True,
+        description="Whether the server answers /v1/responses (type openai); false: Responses "
+        "calls are translated to chat completions, as for every other provider type.",
+    )
 
     @field_validator("type")
     @classmethod
@@ -99,6 +104,10 @@ class ModelConfig(Strict):
     model: str | None = Field(None, description="Upstream model id; defaults to the name.")
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     routing: Literal["weighted", "least-busy", "lowest-latency"] = "weighted"
+    affinity: bool = Field(
+        True,
+        description="Keep each conversation on one deployment (warm upstream prompt caches).",
+    )
     fallbacks: list[str] = Field(default_factory=list)
     context_fallbacks: list[str] = Field(
         default_factory=list, description="Models to try when the prompt is too long."

@@ -179,7 +179,7 @@ class Forwarder:
                 body_payload["stream_options"] = {**options, "include_usage": True}
                 record.strip_usage = True
         else:
-            path = translation(endpoint, provider.endpoints)
+            path = translation(endpoint, provider.served)
             if path is None:
                 raise BadRequest(
                     f"The model '{route.model}' is served by provider '{provider.name}' "
@@ -314,7 +314,7 @@ class Forwarder:
                 upstream,
                 provider.stream_events(upstream),
                 headers,
-                record.endpoint.dialect,
+                record.endpoint,
                 meter,
                 translator.stream() if translator is not None else None,
                 progress,

@@ -20,11 +20,11 @@ from tollway.asgi import (
     ResponseState,
     Send,
 )
-from tollway.dialects.render import render_stream_error
+from tollway.dialects.endpoints import Endpoint
+from tollway.dialects.render import render_stream_failure
 from tollway.errors import TollwayError, UpstreamError
 from tollway.metering.stream_meter import StreamMeter
 from tollway.providers.transport import UpstreamResponse
-from tollway.settings import Dialect
 from tollway.translate.base import StreamTranslator
 
 T = TypeVar("T")
@@ -109,7 +109,7 @@ async def send_stream(
     upstream: UpstreamResponse,
     events: AsyncIterator[bytes],
     headers: RawHeaders,
-    dialect: Dialect,
+    endpoint: Endpoint,
     meter: StreamMeter,
     translator: StreamTranslator | None,
     outcome: StreamOutcome,
@@ -171,13 +171,11 @@ async def send_stream(
     except UpstreamError as error:
         outcome.error = error
         await finish()
-        await send(
-            {
-                "type": "http.response.body",
-                "body": render_stream_error(dialect, error),
-                "more_body": True,
-            }
-        )
+        closing = translator.failure(error) if translator is not None else None
+        if closing is None:
+            closing = [render_stream_failure(endpoint, error)]
+        for chunk in closing:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
     finally:
         if not outcome.complete:
             upstream.abort()

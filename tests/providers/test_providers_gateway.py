@@ -154,3 +154,46 @@ async def test_bedrock_stream_exception_reaches_the_client(
     with pytest.raises(openai.APIError, match="stopped unexpectedly"):
         async for _ in stream:
             pass
+
+
+async def test_responses_api_on_gemini(upstream: FakeUpstream, client: openai.AsyncOpenAI) -> None:
+    """The Responses API reaches Gemini through chat completions, both ways."""
+    upstream.script(Reply(body=fixture_bytes("gemini/generate_content.json")))
+    response = await client.responses.create(
+        model="flash", input="Capital of France?", instructions="Answer in one sentence."
+    )
+    assert response.output_text == "The capital of France is Paris."
+    assert response.usage is not None and response.usage.input_tokens == 120
+    body = upstream.seen[0].json()
+    assert body["systemInstruction"]["parts"][0]["text"] == "Answer in one sentence."
+    recorded = fixture_bytes("gemini/stream_text.sse")
+    upstream.script(Reply(chunks=[recorded[:50], recorded[50:]], content_type="text/event-stream"))
+    async with client.responses.stream(model="flash", input="Capital of France?") as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert final.output_text == "The capital of France is Paris."
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+
+
+async def test_responses_api_tool_call_on_bedrock(
+    upstream: FakeUpstream, client: openai.AsyncOpenAI
+) -> None:
+    """A Converse tool-use stream comes back as a function_call item."""
+    recorded = recorded_converse_stream("bedrock/stream_tools.json")
+    upstream.script(Reply(chunks=[recorded[:77], recorded[77:]], content_type=EVENT_STREAM))
+    weather = {
+        "type": "function",
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    async with client.responses.stream(
+        model="nova", input="Weather in Paris?", tools=[weather]  # type: ignore[list-item]
+    ) as stream:
+        async for _ in stream:
+            pass
+        final = await stream.get_final_response()
+    calls = [item for item in final.output if item.type == "function_call"]
+    assert [call.arguments for call in calls] == ['{"city": "Paris"}']
+    assert calls[0].call_id.startswith("tooluse_")  # the upstream's own tool-use id
+    assert final.usage is not None and final.usage.input_tokens == 400
+    assert upstream.seen[0].json()["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_weather"

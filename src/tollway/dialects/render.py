@@ -8,8 +8,11 @@ Anthropic: ``{"type": "error", "error": {"type", "message"}}``
 
 from __future__ import annotations
 
+import secrets
+
 import orjson
 
+from tollway.dialects.endpoints import Endpoint
 from tollway.errors import TollwayError
 from tollway.settings import Dialect
 
@@ -75,3 +78,22 @@ def render_stream_error(dialect: Dialect, error: TollwayError) -> bytes:
         body = orjson.dumps({"type": "error", "error": _anthropic_error(error)})
         return b"event: error\ndata: " + body + b"\n\n"
     return b"data: " + orjson.dumps({"error": _openai_error(error)}) + b"\n\n"
+
+
+def render_stream_failure(endpoint: Endpoint, error: TollwayError) -> bytes:
+    """The events that end a stream after a failure: for the Responses API a
+    ``response.failed`` (what Codex reads) then the error event the OpenAI SDKs raise on;
+    else the dialect's error event."""
+    if endpoint is not Endpoint.RESPONSES:
+        return render_stream_error(endpoint.dialect, error)
+    response: dict[str, object] = {
+        "id": f"resp_{secrets.token_hex(16)}",
+        "object": "response",
+        "status": "failed",
+        "error": {"code": error.code, "message": error.message},
+        "output": [],
+        "usage": None,
+    }
+    data = {"type": "response.failed", "sequence_number": 0, "response": response}
+    failed = b"event: response.failed\ndata: " + orjson.dumps(data) + b"\n\n"
+    return failed + render_stream_error(Dialect.OPENAI, error)

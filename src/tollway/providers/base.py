@@ -100,9 +100,15 @@ class Provider(ABC):
     def headers(self, call: UpstreamCall) -> dict[str, str]:
         """Upstream request headers: this provider's credential, never the client's."""
 
+    @property
+    def served(self) -> frozenset[Endpoint]:
+        """The endpoints this provider serves natively (its type's, unless configured
+        otherwise)."""
+        return self.endpoints
+
     def supports(self, endpoint: Endpoint) -> bool:
         """Whether this provider serves ``endpoint`` natively."""
-        return endpoint in self.endpoints
+        return endpoint in self.served
 
     @property
     def price_api_url(self) -> str | None:

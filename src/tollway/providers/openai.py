@@ -27,6 +27,14 @@ class OpenAIProvider(Provider):
     price_provider_id: ClassVar[str | None] = "openai"
     default_base_url = "https://api.openai.com/v1"
 
+    @property
+    def served(self) -> frozenset[Endpoint]:
+        """Without ``responses_api`` (a server lacking ``/v1/responses``), Responses calls
+        are translated to chat completions."""
+        if self.config.responses_api:
+            return self.endpoints
+        return self.endpoints - {Endpoint.RESPONSES}
+
     def url(self, call: UpstreamCall) -> str:
         """``base_url`` plus the endpoint path."""
         return self.base_url + _PATHS[call.endpoint]

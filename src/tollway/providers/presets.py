@@ -5,10 +5,10 @@ Each preset is a row of ``PRESETS``: the OpenAI provider with another default
 built from the row. A configured ``base_url`` still wins, e.g. for a proxy in front of
 the service (prices are then matched by that URL's host).
 
-Presets serve chat.completions, completions and embeddings. The Responses API stays
-with ``type: openai``: most of these services do not offer it, and a client asking for it
-gets a clear 400 from the pipeline instead of an upstream 404. (Not every service offers
-every one of the three either; an unsupported one is answered by the service itself.)
+Presets serve chat.completions, completions and embeddings natively. Most of these
+services do not offer the Responses API, so a Responses call is translated to chat
+completions, as for every provider type without it. (Not every service offers every one
+of the three either; an unsupported one is answered by the service itself.)
 
 Local servers (Ollama, vLLM, LM Studio) need no key: without ``api_key`` no
 ``authorization`` header is sent. They have no price id; set ``price:`` on their models.

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import orjson
 
 from tollway.dialects.endpoints import Endpoint
+from tollway.errors import TollwayError
 
 log = logging.getLogger("tollway.translate")
 Body = dict[str, Any]
@@ -35,6 +36,11 @@ class StreamTranslator(ABC):
     @abstractmethod
     def finish(self) -> list[bytes]:
         """Client events still owed once the upstream stream has ended normally."""
+
+    def failure(self, error: TollwayError) -> list[bytes] | None:
+        """Client events reporting ``error`` met mid-stream, when this translator has its
+        own way to say it (None: the dialect's generic error event)."""
+        return None
 
 
 class Translator(ABC):

@@ -1,5 +1,6 @@
 """Which translator carries a client endpoint to a provider, composing through the OpenAI
-chat format when there is no direct pairing (Anthropic client -> Gemini, say)."""
+chat format when there is no direct pairing (Anthropic client -> Gemini, Responses
+client -> Anthropic, say)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from dataclasses import dataclass
 from functools import partial
 
 from tollway.dialects.endpoints import Endpoint
+from tollway.errors import TollwayError
 from tollway.translate.anthropic_to_openai import AnthropicToOpenAIChat
 from tollway.translate.base import Body, StreamTranslator, Translator
 from tollway.translate.openai_to_anthropic import OpenAIChatToAnthropic
 from tollway.translate.openai_to_bedrock import OpenAIChatToBedrock
 from tollway.translate.openai_to_gemini import OpenAIChatToGemini
+from tollway.translate.responses_to_openai import ResponsesToOpenAIChat
 
 _DIRECT: dict[tuple[Endpoint, Endpoint], type[Translator]] = {
     (cls.client_endpoint, cls.upstream_endpoint): cls
@@ -21,6 +24,7 @@ _DIRECT: dict[tuple[Endpoint, Endpoint], type[Translator]] = {
         AnthropicToOpenAIChat,
         OpenAIChatToGemini,
         OpenAIChatToBedrock,
+        ResponsesToOpenAIChat,
     )
 }
 
@@ -44,11 +48,14 @@ class _ChainStream(StreamTranslator):
         events = [out for mid in self._inner.finish() for out in self._outer.feed(mid)]
         return events + self._outer.finish()
 
+    def failure(self, error: TollwayError) -> list[bytes] | None:
+        return self._outer.failure(error)
+
 
 class _Chain(Translator):
     """client -> OpenAI chat -> upstream, built from two direct pairings."""
 
-    client_endpoint = Endpoint.MESSAGES
+    client_endpoint = Endpoint.MESSAGES  # or RESPONSES: whatever ``outer`` takes
     upstream_endpoint = Endpoint.CHAT_COMPLETIONS
 
     def __init__(self, client_body: Body, outer: type[Translator], inner: type[Translator]) -> None:
@@ -80,8 +87,8 @@ def translation(client: Endpoint, upstream: frozenset[Endpoint]) -> Path | None:
         direct = _DIRECT.get((client, target))
         if direct is not None:
             return Path(target, direct)
-    if client is Endpoint.MESSAGES:
-        outer = _DIRECT[(Endpoint.MESSAGES, Endpoint.CHAT_COMPLETIONS)]
+    outer = _DIRECT.get((client, Endpoint.CHAT_COMPLETIONS))
+    if outer is not None:
         for target in sorted(upstream):
             inner = _DIRECT.get((Endpoint.CHAT_COMPLETIONS, target))
             if inner is not None:
