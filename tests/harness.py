@@ -86,6 +86,7 @@ class GatewayServer:
             create_app(self.settings),
             loop=self._loop,
             http="httptools",
+            ws="websockets-sansio",
             lifespan="on",
             log_config=None,
             access_log=False,

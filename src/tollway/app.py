@@ -46,6 +46,8 @@ from tollway.metering.tokens import TokenCounter
 from tollway.pipeline import Pipeline
 from tollway.providers.base import Provider
 from tollway.providers.registry import build_providers
+from tollway.responses_socket import PATH as RESPONSES_SOCKET_PATH
+from tollway.responses_socket import ResponsesSocket
 from tollway.routing.router import Router
 from tollway.settings import Dialect, Settings
 from tollway.store.db import Database
@@ -111,6 +113,9 @@ class Gateway:
             settings.log.access,
         )
         self.catalog = Catalog(self.directory, self.router)
+        self.responses_socket = ResponsesSocket(
+            self.pipeline, self.directory, settings.max_body_bytes
+        )
         self.admin: FastAPI = build_admin_app(
             AdminContext(
                 self.db,
@@ -152,6 +157,12 @@ class Gateway:
                 await self.pipeline.handle(endpoint, scope, receive, send)
             else:
                 await self._others(scope, receive, send)
+        elif scope["type"] == "websocket":
+            if scope["path"] == RESPONSES_SOCKET_PATH:
+                await self.responses_socket.handle(scope, receive, send)
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 1008})
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 

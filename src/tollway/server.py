@@ -83,6 +83,7 @@ def serve(settings: Settings, config_path: Path | None) -> None:
         "port": settings.port,
         "loop": _loop(),
         "http": "httptools",
+        "ws": "websockets-sansio",  # the Responses API over a WebSocket (Codex)
         "lifespan": "on",
         "access_log": False,
         "proxy_headers": False,  # no X-Forwarded-* trust; saves a middleware per request
