@@ -28,7 +28,7 @@ from tollway.auth.master import ensure_master_key
 from tollway.auth.secrets import ServerKeys
 from tollway.catalog import Catalog
 from tollway.dialects.endpoints import ENDPOINTS_BY_PATH
-from tollway.dialects.render import render_error
+from tollway.dialects.render import render_error, request_id_headers
 from tollway.edge import Edge
 from tollway.errors import NotFound, TollwayError
 from tollway.metering.budget import Ledger
@@ -198,8 +198,8 @@ class Gateway:
         headers = {k.decode("latin-1"): v for k, v in scope["headers"]}
         dialect = Dialect.ANTHROPIC if "anthropic-version" in headers else Dialect.OPENAI
         error = NotFound(f"Unknown route: {scope['method']} {scope['path']}.")
-        request_id = (b"x-request-id", new_request_id().encode())
-        await send_bytes(send, 404, render_error(dialect, error), [JSON_CONTENT_TYPE, request_id])
+        ids = request_id_headers(dialect, new_request_id())
+        await send_bytes(send, 404, render_error(dialect, error), [JSON_CONTENT_TYPE, *ids])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

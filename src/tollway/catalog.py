@@ -15,7 +15,7 @@ from tollway.asgi import JSON_CONTENT_TYPE, Receive, Scope, Send, header_map, ne
 from tollway.asgi import send_response as send_bytes
 from tollway.auth.credentials import Principal
 from tollway.auth.directory import KeyDirectory
-from tollway.dialects.render import render_error
+from tollway.dialects.render import render_error, request_id_headers
 from tollway.edge import dialect_of
 from tollway.errors import MethodNotAllowed, TollwayError
 from tollway.routing.router import Router
@@ -34,7 +34,7 @@ class Catalog:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /v1/models`` and ``GET /v1/models/{id}``."""
         dialect = dialect_of(scope)
-        id_header = (b"x-request-id", new_request_id().encode())
+        ids = request_id_headers(dialect, new_request_id())
         try:
             headers = header_map(scope)
             if scope["method"] != "GET":
@@ -49,9 +49,9 @@ class Catalog:
         except TollwayError as error:
             status, body = error.status, render_error(dialect, error)
             extra = [(k.encode(), v.encode()) for k, v in error.headers.items()]
-            await send_bytes(send, status, body, [JSON_CONTENT_TYPE, id_header, *extra])
+            await send_bytes(send, status, body, [JSON_CONTENT_TYPE, *ids, *extra])
             return
-        await send_bytes(send, status, body, [JSON_CONTENT_TYPE, id_header])
+        await send_bytes(send, status, body, [JSON_CONTENT_TYPE, *ids])
 
     def _entry(self, dialect: Dialect, name: str) -> dict[str, Any]:
         if dialect is Dialect.ANTHROPIC:

@@ -22,7 +22,7 @@ from tollway.asgi import (
     send_response,
     tracking,
 )
-from tollway.dialects.render import render_error
+from tollway.dialects.render import render_error, request_id_headers
 from tollway.errors import InternalError
 from tollway.settings import Dialect
 
@@ -61,7 +61,8 @@ class Edge:
             )
             if not state.started:
                 error = InternalError(f"The gateway failed unexpectedly (request {request_id}).")
-                headers = [JSON_CONTENT_TYPE, (b"x-request-id", request_id.encode())]
-                await send_response(send, 500, render_error(dialect_of(scope), error), headers)
+                dialect = dialect_of(scope)
+                headers = [JSON_CONTENT_TYPE, *request_id_headers(dialect, request_id)]
+                await send_response(send, 500, render_error(dialect, error), headers)
             elif not state.done:
                 await send({"type": "http.response.body", "body": b""})

@@ -23,6 +23,7 @@ from tollway.asgi import JSON_CONTENT_TYPE, RawHeaders, Send, send_response
 from tollway.bounds import MAX_ATTEMPTS, printable
 from tollway.config import RetryConfig
 from tollway.dialects.endpoints import Endpoint, RequestInfo
+from tollway.dialects.render import request_id_headers
 from tollway.dialects.validate import Payload
 from tollway.errors import BadRequest, TollwayError, UpstreamError, UpstreamUnavailable
 from tollway.metering.meter import Meter, Outcome
@@ -348,7 +349,7 @@ class Forwarder:
 
     @staticmethod
     def _headers(record: CallRecord) -> RawHeaders:
-        headers: RawHeaders = [(b"x-request-id", record.request_id.encode())]
+        headers = request_id_headers(record.endpoint.dialect, record.request_id)
         if record.admission is not None:
             headers.extend((k.encode(), v.encode()) for k, v in record.admission.headers.items())
         return headers

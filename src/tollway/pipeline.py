@@ -34,7 +34,7 @@ from tollway.auth.credentials import Principal
 from tollway.auth.directory import KeyDirectory
 from tollway.config import RetryConfig
 from tollway.dialects.endpoints import Endpoint, inspect
-from tollway.dialects.render import render_error
+from tollway.dialects.render import render_error, request_id_headers
 from tollway.dialects.validate import Payload, parse_object
 from tollway.errors import (
     Forbidden,
@@ -269,7 +269,10 @@ class Pipeline:
                 await send({"type": "http.response.body", "body": b""})
             return
         record.status = error.status
-        headers: RawHeaders = [JSON_CONTENT_TYPE, (b"x-request-id", record.request_id.encode())]
+        headers: RawHeaders = [
+            JSON_CONTENT_TYPE,
+            *request_id_headers(endpoint.dialect, record.request_id),
+        ]
         headers.extend((k.encode(), v.encode("latin-1")) for k, v in error.headers.items())
         await send_response(send, error.status, render_error(endpoint.dialect, error), headers)
 

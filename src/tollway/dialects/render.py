@@ -61,6 +61,15 @@ def _anthropic_error(error: TollwayError) -> dict[str, object]:
     return {"type": kind, "message": error.message}
 
 
+def request_id_headers(dialect: Dialect, request_id: str) -> list[tuple[bytes, bytes]]:
+    """The headers naming a request: ``x-request-id`` everywhere, and ``request-id``
+    where the Anthropic SDKs read it (``message._request_id``)."""
+    value = request_id.encode()
+    if dialect is Dialect.ANTHROPIC:
+        return [(b"x-request-id", value), (b"request-id", value)]
+    return [(b"x-request-id", value)]
+
+
 def render_error(dialect: Dialect, error: TollwayError) -> bytes:
     """The JSON body of an error response."""
     if dialect is Dialect.ANTHROPIC:
