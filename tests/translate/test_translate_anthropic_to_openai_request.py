@@ -232,7 +232,8 @@ def test_thinking_only_assistant_turns_are_dropped() -> None:
 @pytest.mark.parametrize(
     ("message", "param"),
     [
-        ({"role": "system", "content": "x"}, "messages[0].role"),
+        ({"role": "tool", "content": "x"}, "messages[0].role"),
+        ({"role": "system", "content": [{"type": "image"}]}, "messages[0].content[0]"),
         ({"role": "user", "content": 42}, "messages[0].content"),
         (
             {
@@ -265,7 +266,7 @@ def test_thinking_only_assistant_turns_are_dropped() -> None:
                         "type": "tool_result",
                         "tool_use_id": "toolu_1",
                         "content": [
-                            {"type": "image", "source": {"type": "url", "url": "https://x/a.png"}}
+                            {"type": "search_result", "source": "s", "title": "t", "content": []}
                         ],
                     }
                 ],

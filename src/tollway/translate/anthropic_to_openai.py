@@ -7,17 +7,25 @@ https://platform.openai.com/docs/guides/function-calling).
 Request rules:
 
 - ``system`` (a string or text blocks) -> one ``system`` message per text, first.
+- ``system`` turns inside ``messages`` (mid-conversation system messages) -> one
+  ``system`` message per text at the same position; chat takes them anywhere.
 - ``user`` turns: text blocks -> text parts (a lone text -> string content); image
   blocks -> ``image_url`` parts (base64 sources -> ``data:`` URLs, URL sources kept);
   base64 PDF documents -> ``file`` parts with ``file_data``; plain-text documents ->
   text parts; ``tool_result`` blocks -> one ``tool`` message each, same ids, placed
-  before the rest of the turn, their content blocks flattened to text joined by
-  newlines (non-text content -> 400), ``is_error`` noted by an ``Error: `` prefix.
+  before the rest of the turn, their text blocks joined by newlines, ``is_error``
+  noted by an ``Error: `` prefix. OpenAI tool messages carry text only, so a tool
+  result's images and PDFs open the user message that follows the tool messages,
+  behind a line naming the call (``TOOL_ATTACHMENTS``); other blocks in a tool result
+  -> 400.
 - ``assistant`` turns: text blocks joined -> ``content`` (null when only tools were
   called); ``tool_use`` blocks -> ``tool_calls`` (same ids, input as a JSON string);
-  thinking blocks dropped (an OpenAI model cannot take them back). Other block kinds
-  (server tool results, say) -> 400. ``cache_control`` marks are ignored: OpenAI
-  caches prompt prefixes by itself.
+  thinking and redacted thinking blocks, signed or not, are dropped (an OpenAI model
+  cannot take them back). Other block kinds (server tool results, say) -> 400.
+- ``cache_control`` on system blocks, content blocks, tool results and tools is
+  dropped without a word: OpenAI caches prompt prefixes by itself
+  (https://platform.openai.com/docs/guides/prompt-caching); a top-level one is dropped
+  with a log line, as below.
 - ``max_tokens`` -> ``max_completion_tokens`` (``max_tokens_field``): the current name,
   and the only one OpenAI's reasoning models accept.
 - ``temperature``, ``top_p`` copied; ``stop_sequences`` -> ``stop``;
@@ -32,13 +40,18 @@ Request rules:
 - ``output_config.format`` (a JSON schema) -> ``response_format`` ``json_schema`` named
   ``response``; ``output_config.effort`` is dropped with a log line.
 - 400: ``mcp_servers`` (the OpenAI model cannot reach them).
-- Dropped with a log line: ``top_k`` and ``thinking`` (Chat Completions has neither;
-  reasoning models reason without being asked), ``service_tier``, ``container``,
-  ``context_management``, ``inference_geo``, ``speed``, top-level ``cache_control``,
-  and any parameter this module does not know.
+- ``thinking`` is dropped with a log line: a chat model that reasons does so without
+  being asked, and one that does not rejects ``reasoning_effort``. When the client
+  asked for thinking (any type but ``disabled``), reasoning an OpenAI-compatible server
+  returns (``reasoning_content`` or ``reasoning``) comes back as a ``thinking`` block
+  with an empty signature, first; otherwise it is left out.
+- Dropped with a log line: ``top_k`` (Chat Completions has none), ``service_tier``,
+  ``container``, ``context_management``, ``inference_geo``, ``speed``, top-level
+  ``cache_control``, and any parameter this module does not know.
 
 Response rules (``anthropic_to_openai_response``): the id is the completion's behind
-``msg_``; the first choice's text (or refusal) -> a text block, its tool calls ->
+``msg_``; the first choice's reasoning -> a thinking block (only when the client asked
+for thinking, see above), its text (or refusal) -> a text block, its tool calls ->
 ``tool_use`` blocks with ``input`` parsed from the arguments (arguments that are not a
 JSON object -> 502); ``stop`` -> ``end_turn`` (or ``refusal`` when the message is a
 refusal; OpenAI does not say whether a stop sequence matched, so ``stop_sequence`` is
@@ -111,11 +124,15 @@ class AnthropicToOpenAIChat(Translator):
 
     def response(self, upstream_body: Body) -> Body:
         """The Anthropic message for a chat completion."""
-        return anthropic_message(upstream_body)
+        return anthropic_message(upstream_body, self._wants_thinking())
 
     def stream(self) -> StreamTranslator:
         """Chat completion chunks in, Anthropic events out."""
-        return ChatChunksToMessageEvents()
+        return ChatChunksToMessageEvents(self._wants_thinking())
+
+    def _wants_thinking(self) -> bool:
+        thinking = self.client_body.get("thinking")
+        return isinstance(thinking, dict) and thinking.get("type") not in (None, "disabled")
 
 
 def _convert_tools(body: Body, upstream: Body) -> None:

@@ -17,17 +17,21 @@ from tollway.translate.base import Body
 TOOL_ERROR_PREFIX = "Error: "
 """Put before a tool result's text when the client marked it ``is_error``."""
 
+TOOL_ATTACHMENTS = "Attachments of the result of tool call {call_id}:"
+"""Introduces a tool result's images and documents in the user message that follows the
+tool messages (OpenAI tool messages carry text only)."""
+
 # Blocks that carry the model's hidden reasoning; an OpenAI model cannot take them back.
 _THINKING = frozenset({"thinking", "redacted_thinking"})
 
 
-def convert_system(system: Any) -> list[Body]:
+def convert_system(system: Any, where: str = "system") -> list[Body]:
     """One system message per system text (a string or text blocks)."""
-    return [{"role": "system", "content": text} for text in _texts(system, "system")]
+    return [{"role": "system", "content": text} for text in _texts(system, where)]
 
 
 def convert_messages(messages: list[Body]) -> list[Body]:
-    """OpenAI chat messages for Anthropic user and assistant turns."""
+    """OpenAI chat messages for Anthropic user, assistant and system turns."""
     converted: list[Body] = []
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
@@ -36,9 +40,14 @@ def convert_messages(messages: list[Body]) -> list[Body]:
             converted.extend(_user_messages(message.get("content"), f"{where}.content"))
         elif role == "assistant":
             converted.extend(_assistant_messages(message.get("content"), f"{where}.content"))
+        elif role == "system":
+            # A mid-conversation system message keeps its place: chat takes system
+            # messages anywhere. Anthropic's rule:
+            # https://platform.claude.com/docs/en/build-with-claude/mid-conversation-system-messages
+            converted.extend(convert_system(message.get("content"), f"{where}.content"))
         else:
             raise BadRequest(
-                f"'{where}.role' must be 'user' or 'assistant'.", param=f"{where}.role"
+                f"'{where}.role' must be 'user', 'assistant' or 'system'.", param=f"{where}.role"
             )
     return converted
 
@@ -76,33 +85,45 @@ def _user_messages(content: Any, where: str) -> list[Body]:
     """Tool messages for the turn's tool results, then a user message for the rest.
 
     Tool messages go first because OpenAI wants them right after the assistant message
-    that made the calls (Anthropic likewise puts tool results first in a turn).
+    that made the calls (Anthropic likewise puts tool results first in a turn). The
+    images and documents of tool results open the user message, each result's behind
+    a ``TOOL_ATTACHMENTS`` line naming its call.
     """
     if isinstance(content, str):
         return [{"role": "user", "content": content}] if content else []
     tool_messages: list[Body] = []
+    attachments: list[Body] = []
     parts: list[Body] = []
     for index, block in enumerate(_blocks(content, where)):
         at = f"{where}[{index}]"
-        kind = block.get("type")
-        if kind == "tool_result":
-            tool_messages.append(_tool_message(block, at))
-        elif kind == "text":
-            if _text(block, at):
-                parts.append({"type": "text", "text": block["text"]})
-        elif kind == "image":
-            parts.append(_image_part(block.get("source"), f"{at}.source"))
-        elif kind == "document":
-            parts.append(_document_part(block, at))
+        if block.get("type") == "tool_result":
+            message, media = _tool_message(block, at)
+            tool_messages.append(message)
+            if media:
+                label = TOOL_ATTACHMENTS.format(call_id=message["tool_call_id"])
+                attachments.extend([{"type": "text", "text": label}, *media])
         else:
-            raise BadRequest(
-                f"'{at}' is a '{kind}' block, which an OpenAI model cannot take.", param=at
-            )
+            parts.extend(_user_part(block, at))
+    parts = attachments + parts
     if not parts:
         return tool_messages
     single_text = len(parts) == 1 and parts[0]["type"] == "text"
     user: Body = {"role": "user", "content": parts[0]["text"] if single_text else parts}
     return [*tool_messages, user]
+
+
+def _user_part(block: Body, where: str) -> list[Body]:
+    """The chat content part for a user block (none for empty text)."""
+    kind = block.get("type")
+    if kind == "text":
+        return [{"type": "text", "text": block["text"]}] if _text(block, where) else []
+    if kind == "image":
+        return [_image_part(block.get("source"), f"{where}.source")]
+    if kind == "document":
+        return [_document_part(block, where)]
+    raise BadRequest(
+        f"'{where}' is a '{kind}' block, which an OpenAI model cannot take.", param=where
+    )
 
 
 def _image_part(source: Any, where: str) -> Body:
@@ -136,25 +157,33 @@ def _document_part(block: Body, where: str) -> Body:
     )
 
 
-def _tool_message(block: Body, where: str) -> Body:
-    """A ``tool`` message answering the call with the same id, its content as text."""
+def _tool_message(block: Body, where: str) -> tuple[Body, list[Body]]:
+    """A ``tool`` message answering the call with the same id (the result's text), and
+    the result's images and PDFs as parts for the user message that follows."""
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str):
         raise BadRequest(f"'{where}.tool_use_id' must be a string.", param=f"{where}.tool_use_id")
     content = block.get("content")
-    text = "\n".join(_tool_result_texts(content, f"{where}.content"))
+    texts: list[str] = []
+    media: list[Body] = []
+    if content is not None:
+        for index, inner in enumerate(_blocks(content, f"{where}.content")):
+            at = f"{where}.content[{index}]" if isinstance(content, list) else f"{where}.content"
+            if inner.get("type") not in ("text", "image", "document"):
+                raise BadRequest(
+                    f"'{at}' is a '{inner.get('type')}' block; a tool result for an OpenAI "
+                    "model may hold text, images and documents.",
+                    param=at,
+                )
+            for part in _user_part(inner, at):
+                if part["type"] == "text":
+                    texts.append(part["text"])
+                else:
+                    media.append(part)
+    text = "\n".join(texts)
     if block.get("is_error"):
         text = TOOL_ERROR_PREFIX + text
-    return {"role": "tool", "tool_call_id": call_id, "content": text}
-
-
-def _tool_result_texts(content: Any, where: str) -> list[str]:
-    try:
-        return _texts(content, where)
-    except BadRequest as error:
-        raise BadRequest(
-            f"{error.message} OpenAI tool messages carry text only.", param=error.param
-        ) from None
+    return {"role": "tool", "tool_call_id": call_id, "content": text}, media
 
 
 def _assistant_messages(content: Any, where: str) -> list[Body]:

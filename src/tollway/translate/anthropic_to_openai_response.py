@@ -14,6 +14,10 @@ from tollway.errors import UpstreamError
 from tollway.metering.usage import Usage, from_openai
 from tollway.translate.base import Body
 
+# Where OpenAI-compatible servers (DeepSeek, vLLM, SGLang, ...) put a reasoning model's
+# reasoning: https://api-docs.deepseek.com/guides/reasoning_model
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
 # https://platform.openai.com/docs/api-reference/chat/object#chat/object-choices
 STOP_REASONS: dict[str, str] = {
     "stop": "end_turn",
@@ -70,8 +74,21 @@ def tool_input(arguments: Any) -> Body:
     return value
 
 
-def _content(message: Body) -> list[Body]:
+def reasoning_text(message: Body) -> str:
+    """The reasoning an OpenAI-compatible server sent beside the answer, or ``""``."""
+    for key in REASONING_FIELDS:
+        text = message.get(key)
+        if isinstance(text, str) and text:
+            return text
+    return ""
+
+
+def _content(message: Body, thinking: bool) -> list[Body]:
     blocks: list[Body] = []
+    reasoning = reasoning_text(message) if thinking else ""
+    if reasoning:
+        # Unsigned: it did not come from Anthropic, and it is dropped when sent back.
+        blocks.append({"type": "thinking", "thinking": reasoning, "signature": ""})
     text = message.get("content")
     if isinstance(text, list):  # some OpenAI-compatible servers answer with parts
         text = "".join(part.get("text") or "" for part in text if isinstance(part, dict))
@@ -91,8 +108,8 @@ def _content(message: Body) -> list[Body]:
     return blocks
 
 
-def anthropic_message(completion: Body) -> Body:
-    """The Anthropic message for a complete chat completion (its first choice)."""
+def anthropic_message(completion: Body, thinking: bool = False) -> Body:
+    """The Anthropic message for a chat completion's first choice (reasoning kept if asked)."""
     choices = completion.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise UpstreamError("The upstream model returned no choices.")
@@ -103,7 +120,7 @@ def anthropic_message(completion: Body) -> Body:
         "type": "message",
         "role": "assistant",
         "model": completion.get("model"),
-        "content": _content(message),
+        "content": _content(message, thinking),
         "stop_reason": stop_reason(choice.get("finish_reason"), bool(message.get("refusal"))),
         "stop_sequence": None,
         "usage": message_usage(completion.get("usage")),

@@ -16,6 +16,9 @@ empty ``choices`` (the request asks for it), and ``data: [DONE]``
 - text -> a text block; each tool call -> a ``tool_use`` block (id and name at its
   start, argument fragments as ``input_json_delta``). A new text block starts when text
   follows a tool call.
+- reasoning deltas (``reasoning_content`` or ``reasoning``, from OpenAI-compatible
+  servers) -> a ``thinking`` block with ``thinking_delta`` events and an empty signature,
+  when the client asked for thinking; otherwise they are skipped.
 - Anthropic blocks cannot interleave, but some servers interleave tool call fragments
   by index. The open block switches to another only once its arguments are complete
   JSON; until then the other's fragments are held and sent when it opens. A call with
@@ -37,7 +40,11 @@ import orjson
 from tollway.dialects.render import render_stream_error
 from tollway.errors import RateLimited, TollwayError, UpstreamError
 from tollway.settings import Dialect
-from tollway.translate.anthropic_to_openai_response import message_id, message_usage
+from tollway.translate.anthropic_to_openai_response import (
+    message_id,
+    message_usage,
+    reasoning_text,
+)
 from tollway.translate.anthropic_to_openai_response import stop_reason as map_stop_reason
 from tollway.translate.base import Body, StreamTranslator, event_json, log, sse
 
@@ -48,9 +55,10 @@ def _event(data: Body) -> bytes:
 
 @dataclass(slots=True)
 class _Block:
-    """Text or one tool call, held until it can open as an Anthropic content block."""
+    """Text, thinking or one tool call, held until it can open as an Anthropic block."""
 
-    tool_id: str | None = None  # None for text
+    tool_id: str | None = None  # None for text and thinking
+    thinking: bool = False
     name: str | None = None
     arguments: str = ""  # every argument fragment received
     held: list[str] = field(default_factory=list)  # fragments not yet sent
@@ -78,6 +86,7 @@ class _Blocks:
         self.active: _Block | None = None
         self.waiting: list[_Block] = []
         self.text: _Block | None = None
+        self.reasoning: _Block | None = None
         self.tools: dict[int, _Block] = {}
         self.count = 0
 
@@ -86,6 +95,12 @@ class _Blocks:
             self.text = _Block()
             self.waiting.append(self.text)
         return self._add(self.text, text)
+
+    def add_thinking(self, text: str) -> list[bytes]:
+        if self.reasoning is None or self.reasoning.closed:
+            self.reasoning = _Block(thinking=True)
+            self.waiting.append(self.reasoning)
+        return self._add(self.reasoning, text)
 
     def add_tool(self, index: int, call_id: Any, name: Any, arguments: str) -> list[bytes]:
         block = self.tools.get(index)
@@ -137,7 +152,9 @@ class _Blocks:
         block.index, self.count = self.count, self.count + 1
         self.active = block
         content: Body = {"type": "text", "text": ""}
-        if block.is_tool:
+        if block.thinking:
+            content = {"type": "thinking", "thinking": "", "signature": ""}
+        elif block.is_tool:
             content = {"type": "tool_use", "id": block.tool_id, "name": block.name or ""}
             content["input"] = {}
         start = {"type": "content_block_start", "index": block.index, "content_block": content}
@@ -148,7 +165,9 @@ class _Blocks:
         if not fragment:
             return []
         delta: Body = {"type": "text_delta", "text": fragment}
-        if block.is_tool:
+        if block.thinking:
+            delta = {"type": "thinking_delta", "thinking": fragment}
+        elif block.is_tool:
             delta = {"type": "input_json_delta", "partial_json": fragment}
         return [_event({"type": "content_block_delta", "index": block.index, "delta": delta})]
 
@@ -163,8 +182,9 @@ class _Blocks:
 class ChatChunksToMessageEvents(StreamTranslator):
     """One chat completion chunk stream in, one Anthropic message stream out."""
 
-    def __init__(self) -> None:
+    def __init__(self, thinking: bool = False) -> None:
         self.blocks = _Blocks()
+        self.thinking = thinking  # the client asked for thinking
         self.started = False
         self.done = False
         self.finish_reason: str | None = None
@@ -214,6 +234,9 @@ class ChatChunksToMessageEvents(StreamTranslator):
     def _choice(self, choice: Body) -> list[bytes]:
         delta = choice.get("delta") or {}
         events: list[bytes] = []
+        reasoning = reasoning_text(delta) if self.thinking else ""
+        if reasoning:
+            events.extend(self.blocks.add_thinking(reasoning))
         for key in ("content", "refusal"):
             text = delta.get(key)
             if isinstance(text, str) and text:

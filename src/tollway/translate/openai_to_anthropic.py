@@ -7,16 +7,24 @@ https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use)
 Request rules:
 
 - ``system`` and ``developer`` messages, wherever they appear, become ``system`` in order:
-  a string when there is one text, text blocks when there are several.
+  a string when there is one unmarked text, text blocks otherwise.
 - ``user`` content: text parts -> text blocks; ``image_url`` parts -> image blocks
   (``data:`` URLs -> base64 sources with their media type, which must be JPEG, PNG, GIF
   or WebP; http(s) URLs -> URL sources; ``detail`` is ignored); ``file`` parts with
   PDF ``file_data`` -> document blocks. Audio, file ids and other parts -> 400.
-- ``assistant`` messages: text (or ``refusal``) -> text blocks; ``tool_calls`` ->
-  ``tool_use`` blocks with the same ids and the arguments parsed (arguments that are
-  not a JSON object -> 400 naming the field; empty arguments mean ``{}``). The
-  deprecated ``function_call`` -> 400.
-- ``tool`` messages -> ``tool_result`` blocks (same ids) in a user turn.
+- ``assistant`` messages: ``thinking_blocks`` (as this gateway returns them) -> the
+  turn's first blocks, signed thinking and redacted thinking only (others are dropped
+  with a log line; ``reasoning_content`` is ignored: Anthropic takes back only signed
+  thinking); text (or ``refusal``) -> text blocks; ``tool_calls`` -> ``tool_use``
+  blocks with the same ids and the arguments parsed (arguments that are not a JSON
+  object -> 400 naming the field; empty arguments mean ``{}``). The deprecated
+  ``function_call`` -> 400.
+- ``tool`` messages -> ``tool_result`` blocks (same ids) in a user turn; their text,
+  ``image_url`` and PDF ``file`` parts become the result's blocks as in user content.
+- ``cache_control`` (LiteLLM's convention for OpenAI-shaped requests) goes to
+  Anthropic unchanged, ``ttl`` and all: from a content part to its block, from a tool
+  to its definition, and from a message to the message's last block
+  (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching).
 - Consecutive turns of the same Anthropic role are merged (Anthropic requires user and
   assistant to alternate), so tool results answering parallel calls share one user
   turn; within a turn tool results come first, as Anthropic requires. Empty messages
@@ -26,6 +34,16 @@ Request rules:
 - ``temperature``, ``top_p`` and ``stream`` are copied (Anthropic's temperature range is
   0-1; higher values are the upstream's to reject). ``stop`` (string or list) ->
   ``stop_sequences``. ``user`` (or else ``safety_identifier``) -> ``metadata.user_id``.
+- ``reasoning_effort`` -> ``thinking: {type: enabled, budget_tokens}`` with the budget in
+  ``THINKING_BUDGETS`` (``none``: no thinking; another value -> 400). OpenAI counts
+  reasoning within the client's token limit and Anthropic counts thinking within
+  ``max_tokens``, so the limit is kept and the budget lowered below it; without a
+  limit, ``max_tokens`` is the budget plus ``DEFAULT_MAX_TOKENS``. Where Anthropic
+  refuses thinking, ``reasoning_effort`` is dropped with a log line: a limit of 1,024
+  or less (the smallest budget), a forced tool choice (``required`` or a named
+  function), a last assistant message (a prefill), or tool results answering an
+  assistant message sent back without its ``thinking_blocks``. With thinking on,
+  ``temperature`` other than 1 and ``top_p`` below 0.95 are dropped with a log line.
 - ``tools``: function definitions -> ``{name, description, input_schema}`` (no
   ``parameters`` -> an empty object schema); ``strict`` is dropped (strict tool use is
   model-dependent at Anthropic); custom tools -> 400.
@@ -42,13 +60,16 @@ Request rules:
   ``function_call`` (send ``tools``).
 - Dropped with a log line: ``presence_penalty``, ``frequency_penalty``, ``seed``,
   ``logit_bias``, ``service_tier``, ``store``, ``metadata`` (Anthropic's holds only a
-  user id), ``reasoning_effort``, ``verbosity``, ``prediction``, prompt cache options,
-  and any parameter this module does not know.
+  user id), ``verbosity``, ``prediction``, prompt cache options, and any parameter
+  this module does not know.
 
 Response rules (``openai_to_anthropic_response``): the id is Anthropic's behind
 ``chatcmpl-``; text blocks are joined into ``content`` (null when there is none);
-``tool_use`` blocks -> ``tool_calls`` with JSON-string arguments; thinking blocks are
-dropped; ``end_turn``/``stop_sequence``/``pause_turn`` -> ``stop``,
+``tool_use`` blocks -> ``tool_calls`` with JSON-string arguments; the texts of thinking
+blocks, joined by a blank line, -> ``reasoning_content`` (the field DeepSeek, vLLM and
+others use), and every thinking and redacted thinking block, with its signature, ->
+``thinking_blocks`` (to send back with the assistant message);
+``end_turn``/``stop_sequence``/``pause_turn`` -> ``stop``,
 ``max_tokens``/``model_context_window_exceeded`` -> ``length``, ``tool_use`` ->
 ``tool_calls``, ``refusal`` -> ``content_filter``; ``prompt_tokens`` = input + cache
 read + cache creation tokens, ``prompt_tokens_details.cached_tokens`` = cache reads.
@@ -63,13 +84,30 @@ from tollway.dialects.endpoints import Endpoint
 from tollway.errors import BadRequest
 from tollway.translate.base import Body, StreamTranslator, Translator, dropped
 from tollway.translate.openai_chat import wants_usage
-from tollway.translate.openai_to_anthropic_messages import convert_messages
+from tollway.translate.openai_to_anthropic_messages import cache_mark, convert_messages
 from tollway.translate.openai_to_anthropic_response import chat_completion
 from tollway.translate.openai_to_anthropic_stream import MessagesToChatChunks
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent when the client set no limit (Anthropic requires one)."""
 
+THINKING_BUDGETS = {
+    "minimal": 1024,
+    "low": 2048,
+    "medium": 8192,
+    "high": 16384,
+    "xhigh": 24576,
+    "max": 28672,
+}
+"""``thinking.budget_tokens`` per ``reasoning_effort``: from Anthropic's minimum (1,024) up
+to a budget that, with ``DEFAULT_MAX_TOKENS`` on top, stays within the 32,768 output
+tokens the gateway's budgets assume by default."""
+
+MIN_THINKING_BUDGET = 1024
+"""Anthropic's smallest ``budget_tokens``."""
+
+_MIN_THINKING_TOP_P = 0.95
+_THINKING_BLOCKS = ("thinking", "redacted_thinking")
 _TARGET = "anthropic.messages"
 _HANDLED = frozenset(
     {
@@ -77,7 +115,7 @@ _HANDLED = frozenset(
         "stop", "stream", "stream_options", "user", "safety_identifier", "tools",
         "tool_choice", "parallel_tool_calls", "response_format", "n", "logprobs",
         "top_logprobs", "audio", "modalities", "web_search_options", "functions",
-        "function_call",
+        "function_call", "reasoning_effort",
     }
 )  # fmt: skip
 _TOOL_CHOICES = {"auto": "auto", "none": "none", "required": "any"}
@@ -96,10 +134,12 @@ class OpenAIChatToAnthropic(Translator):
         system, messages = convert_messages(body["messages"])
         upstream: Body = {"model": upstream_model, "messages": messages}
         if system:
-            upstream["system"] = system[0]["text"] if len(system) == 1 else system
+            plain = len(system) == 1 and system[0].keys() == {"type", "text"}
+            upstream["system"] = system[0]["text"] if plain else system
         upstream["max_tokens"] = _max_tokens(body)
         _copy_sampling(body, upstream)
         _convert_tools(body, upstream)
+        _convert_reasoning(body, upstream)
         _convert_response_format(body.get("response_format"), upstream)
         _convert_user(body, upstream)
         if body.get("stream"):
@@ -142,11 +182,16 @@ def _reject_inexpressible(body: Body) -> None:
             raise _reject(legacy, "is deprecated; send 'tools' and 'tool_choice'.")
 
 
-def _max_tokens(body: Body) -> Any:
+def _limit(body: Body) -> Any:
     for name in ("max_completion_tokens", "max_tokens"):
         if body.get(name) is not None:
             return body[name]
-    return DEFAULT_MAX_TOKENS
+    return None
+
+
+def _max_tokens(body: Body) -> Any:
+    limit = _limit(body)
+    return DEFAULT_MAX_TOKENS if limit is None else limit
 
 
 def _copy_sampling(body: Body, upstream: Body) -> None:
@@ -199,7 +244,7 @@ def _tool(tool: Any, where: str) -> Body:
     converted["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
     if function.get("strict") is not None:
         dropped(f"{where}.function.strict", _TARGET)
-    return converted
+    return cache_mark(tool, converted)
 
 
 def _tool_choice(choice: Any) -> Body | None:
@@ -232,3 +277,56 @@ def _convert_response_format(response_format: Any, upstream: Body) -> None:
         "must be 'text' or 'json_schema' with a schema for Anthropic models; they have no "
         "schema-less JSON mode.",
     )
+
+
+def _convert_reasoning(body: Body, upstream: Body) -> None:
+    """``reasoning_effort`` -> ``thinking`` with the effort's budget, when Anthropic can
+    think under the request's other settings (each exception logs a dropped parameter).
+
+    https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking
+    """
+    effort = body.get("reasoning_effort")
+    if effort is None or effort == "none":
+        return
+    if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
+        raise _reject("reasoning_effort", f"must be one of none, {', '.join(THINKING_BUDGETS)}.")
+    budget = THINKING_BUDGETS[effort]
+    limit = _limit(body)
+    # Without a client limit, room for the default answer on top of the thinking. With
+    # one, it holds: OpenAI counts reasoning in max_completion_tokens as Anthropic counts
+    # thinking in max_tokens, and the budget must stay below max_tokens.
+    max_tokens = budget + DEFAULT_MAX_TOKENS if limit is None else limit
+    budget = min(budget, max_tokens - 1)
+    if budget < MIN_THINKING_BUDGET or not _can_think(upstream):
+        dropped("reasoning_effort", _TARGET)
+        return
+    upstream["max_tokens"] = max_tokens
+    upstream["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    # Thinking takes no temperature change and a top_p of 0.95 to 1 only.
+    if upstream.get("temperature", 1) != 1:
+        del upstream["temperature"]
+        dropped("temperature", _TARGET)
+    if upstream.get("top_p", 1) < _MIN_THINKING_TOP_P:
+        del upstream["top_p"]
+        dropped("top_p", _TARGET)
+
+
+def _can_think(upstream: Body) -> bool:
+    """Whether Anthropic accepts thinking with this request.
+
+    Not with a forced tool choice, nor with a prefilled answer (a last assistant
+    turn); and when the request answers tool calls, the assistant turn that made them
+    must start with its thinking block, sent back as the gateway returned it.
+    """
+    if (upstream.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return False
+    turns: list[Body] = upstream["messages"]
+    if not turns:
+        return True
+    if turns[-1]["role"] == "assistant":
+        return False
+    last = turns[-1]["content"]
+    if not (isinstance(last, list) and any(block["type"] == "tool_result" for block in last)):
+        return True
+    calls = turns[-2]["content"] if len(turns) > 1 else []
+    return isinstance(calls, list) and bool(calls) and calls[0]["type"] in _THINKING_BLOCKS

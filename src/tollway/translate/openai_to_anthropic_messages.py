@@ -12,12 +12,13 @@ from typing import Any
 import orjson
 
 from tollway.errors import BadRequest
-from tollway.translate.base import Body
+from tollway.translate.base import Body, dropped
 from tollway.translate.openai_chat import append_turn
 
 # https://docs.anthropic.com/en/docs/build-with-claude/vision
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _SYSTEM_ROLES = frozenset({"system", "developer"})
+_TARGET = "anthropic.messages"
 
 
 def convert_messages(messages: list[Body]) -> tuple[list[Body], list[Body]]:
@@ -28,7 +29,7 @@ def convert_messages(messages: list[Body]) -> tuple[list[Body], list[Body]]:
         where = f"messages[{index}]"
         role = message["role"]
         if role in _SYSTEM_ROLES:
-            system.extend(text_blocks(message.get("content"), f"{where}.content"))
+            system.extend(_cached(message, text_blocks(message.get("content"), f"{where}.content")))
             continue
         if role == "user":
             blocks = _user_blocks(message.get("content"), f"{where}.content")
@@ -42,8 +43,22 @@ def convert_messages(messages: list[Body]) -> tuple[list[Body], list[Body]]:
                 "use system, developer, user, assistant or tool.",
                 param=f"{where}.role",
             )
+        blocks = _cached(message, blocks)
         append_turn(turns, "assistant" if role == "assistant" else "user", "content", blocks)
     return system, [_finish_turn(turn) for turn in turns]
+
+
+def cache_mark(source: Any, target: Body) -> Body:
+    """``target`` with the ``cache_control`` of ``source``, unchanged, when it has one."""
+    mark = source.get("cache_control") if isinstance(source, dict) else None
+    return target if mark is None else {**target, "cache_control": mark}
+
+
+def _cached(message: Body, blocks: list[Body]) -> list[Body]:
+    """A message-level ``cache_control`` marks the message's last block."""
+    if blocks and message.get("cache_control") is not None:
+        blocks[-1] = cache_mark(message, blocks[-1])
+    return blocks
 
 
 def _finish_turn(turn: Body) -> Body:
@@ -74,7 +89,7 @@ def _text_block(part: Body, where: str) -> list[Body]:
     text = part.get("text", part.get("refusal"))
     if not isinstance(text, str):
         raise BadRequest(f"'{where}' needs a string 'text'.", param=where)
-    return [{"type": "text", "text": text}] if text else []
+    return [cache_mark(part, {"type": "text", "text": text})] if text else []
 
 
 def _parts(content: Any, where: str) -> list[Body]:
@@ -93,9 +108,9 @@ def _user_blocks(content: Any, where: str) -> list[Body]:
         if kind == "text":
             blocks.extend(_text_block(part, at))
         elif kind == "image_url":
-            blocks.append(_image_block(part.get("image_url"), f"{at}.image_url"))
+            blocks.append(cache_mark(part, _image_block(part.get("image_url"), f"{at}.image_url")))
         elif kind == "file":
-            blocks.append(_document_block(part.get("file"), f"{at}.file"))
+            blocks.append(cache_mark(part, _document_block(part.get("file"), f"{at}.file")))
         else:
             raise BadRequest(
                 f"'{at}' is a '{kind}' part, which an Anthropic model cannot take; "
@@ -163,16 +178,38 @@ def _assistant_blocks(message: Body, where: str) -> list[Body]:
             f"'{where}.function_call' is the deprecated form; send 'tool_calls'.",
             param=f"{where}.function_call",
         )
-    blocks = text_blocks(message.get("content"), f"{where}.content")
+    texts = text_blocks(message.get("content"), f"{where}.content")
     refusal = message.get("refusal")
-    if not blocks and isinstance(refusal, str) and refusal:
-        blocks.append({"type": "text", "text": refusal})
+    if not texts and isinstance(refusal, str) and refusal:
+        texts.append({"type": "text", "text": refusal})
     calls = message.get("tool_calls") or []
     if not isinstance(calls, list):
         raise BadRequest(f"'{where}.tool_calls' must be an array.", param=f"{where}.tool_calls")
-    for index, call in enumerate(calls):
-        blocks.append(_tool_use(call, f"{where}.tool_calls[{index}]"))
+    uses = [_tool_use(call, f"{where}.tool_calls[{index}]") for index, call in enumerate(calls)]
+    thinking = _thinking_blocks(message.get("thinking_blocks"), f"{where}.thinking_blocks")
+    return [*thinking, *texts, *uses] if texts or uses else []
+
+
+def _thinking_blocks(value: Any, where: str) -> list[Body]:
+    """The signed and redacted thinking blocks sent back; others (unsigned, Anthropic
+    would refuse them) are dropped with a log line."""
+    if value is None:
+        return []
+    blocks: list[Body] = []
+    for index, block in enumerate(value if isinstance(value, list) else [value]):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "thinking" and _signed(block):
+            blocks.append({key: block[key] for key in ("type", "thinking", "signature")})
+        elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            blocks.append({"type": kind, "data": block["data"]})
+        else:
+            dropped(f"{where}[{index}]", _TARGET)
     return blocks
+
+
+def _signed(block: Body) -> bool:
+    signature = block.get("signature")
+    return isinstance(block.get("thinking"), str) and isinstance(signature, str) and bool(signature)
 
 
 def _tool_use(call: Any, where: str) -> Body:
@@ -224,7 +261,8 @@ def _tool_result(message: Body, where: str) -> Body:
         if content:
             result["content"] = content
     elif content is not None:
-        blocks = text_blocks(content, f"{where}.content")
+        # Anthropic tool results may hold images and documents as well as text.
+        blocks = _user_blocks(content, f"{where}.content")
         if blocks:
             result["content"] = blocks
     return result

@@ -11,7 +11,12 @@ A chat stream is a run of chunks ending in ``data: [DONE]``
 - text deltas -> ``delta.content`` chunks.
 - a ``tool_use`` block -> a tool call with the next ``index``: its start sends the id
   and name (arguments ``""``), each ``input_json_delta`` an argument fragment.
-- thinking blocks, citations and any other block kinds are dropped.
+- a ``thinking`` block -> its ``thinking_delta`` texts as ``delta.reasoning_content``
+  (``REASONING_SEPARATOR`` between two blocks), and at its ``content_block_stop`` one
+  ``delta.thinking_blocks`` entry with the whole block and its signature, so the client
+  can send it back; a ``redacted_thinking`` block -> a ``thinking_blocks`` entry at its
+  start. Entries carry an ``index`` (the OpenAI SDKs merge list deltas by index).
+- citations and any other block kinds are dropped.
 - ``message_stop`` -> a chunk with an empty delta and the ``finish_reason``; then, only
   when the client asked ``stream_options.include_usage``, a usage chunk with empty
   ``choices`` (and every earlier chunk carries ``"usage": null``, as OpenAI does);
@@ -37,7 +42,12 @@ from tollway.errors import (
 from tollway.settings import Dialect
 from tollway.translate.base import Body, event_json
 from tollway.translate.openai_chat import ChatChunkStream, chat_id, json_arguments, tool_call
-from tollway.translate.openai_to_anthropic_response import anthropic_usage, finish_reason
+from tollway.translate.openai_to_anthropic_response import (
+    REASONING_SEPARATOR,
+    anthropic_usage,
+    finish_reason,
+    thinking_block,
+)
 
 # https://docs.anthropic.com/en/api/errors
 _STREAM_ERRORS: dict[str, type[TollwayError]] = {
@@ -57,6 +67,8 @@ class MessagesToChatChunks(ChatChunkStream):
         self.stop_reason: str | None = None
         self.usage: Body = {}
         self.tool_calls: dict[int, int] = {}  # Anthropic block index -> tool call index
+        self.thinking: dict[int, Body] = {}  # Anthropic block index -> thinking_blocks entry
+        self.reasoned = False  # some reasoning text was sent
 
     def feed(self, event: bytes) -> list[bytes]:
         """Translate one Anthropic event."""
@@ -70,6 +82,8 @@ class MessagesToChatChunks(ChatChunkStream):
                 return self._block_start(data)
             case "content_block_delta":
                 return self._block_delta(data)
+            case "content_block_stop":
+                return self._block_stop(data)
             case "message_delta":
                 self._message_delta(data)
                 return []
@@ -77,7 +91,7 @@ class MessagesToChatChunks(ChatChunkStream):
                 return self._close()
             case "error":
                 return self._error(data.get("error"))
-            case _:  # ping, content_block_stop, and kinds added later
+            case _:  # ping, and kinds added later
                 return []
 
     def finish(self) -> list[bytes]:
@@ -100,6 +114,14 @@ class MessagesToChatChunks(ChatChunkStream):
         kind = block.get("type")
         if kind == "text" and block.get("text"):
             events.append(self._chunk({"content": block["text"]}))
+        elif kind in ("thinking", "redacted_thinking"):
+            entry = {"index": len(self.thinking), **(thinking_block(block) or {})}
+            self.thinking[data.get("index", -1)] = entry
+            if kind == "redacted_thinking":
+                events.append(self._chunk({"thinking_blocks": [entry]}))
+            else:
+                initial, entry["thinking"] = entry["thinking"], ""
+                events.extend(self._reasoning(entry, initial))
         elif kind == "tool_use":
             index = len(self.tool_calls)
             self.tool_calls[data.get("index", -1)] = index
@@ -117,7 +139,32 @@ class MessagesToChatChunks(ChatChunkStream):
         if kind == "input_json_delta" and tool_index is not None and delta.get("partial_json"):
             fragment = {"index": tool_index, "function": {"arguments": delta["partial_json"]}}
             return [self._chunk({"tool_calls": [fragment]})]
-        return []  # thinking, signature and citation deltas
+        entry = self.thinking.get(data.get("index", -1))
+        if entry is None or entry["type"] != "thinking":
+            return []  # citation deltas, and kinds added later
+        if kind == "thinking_delta":
+            return self._reasoning(entry, delta.get("thinking"))
+        if kind == "signature_delta" and isinstance(delta.get("signature"), str):
+            entry["signature"] += delta["signature"]  # sent with the block's stop
+        return []
+
+    def _reasoning(self, entry: Body, text: Any) -> list[bytes]:
+        """A ``reasoning_content`` delta for a thinking block's text."""
+        if not isinstance(text, str) or not text:
+            return []
+        piece = text
+        if not entry["thinking"] and self.reasoned:
+            piece = REASONING_SEPARATOR + text  # a new block's first text
+        entry["thinking"] += text
+        self.reasoned = True
+        return [self._chunk({"reasoning_content": piece})]
+
+    def _block_stop(self, data: Body) -> list[bytes]:
+        """A thinking block's entry in ``thinking_blocks``, once its signature is known."""
+        entry = self.thinking.get(data.get("index", -1))
+        if entry is None or entry["type"] != "thinking":
+            return []
+        return [self._chunk({"thinking_blocks": [entry]})]
 
     def _message_delta(self, data: Body) -> None:
         delta = data.get("delta") or {}
