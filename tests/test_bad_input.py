@@ -221,7 +221,6 @@ def test_unknown_route_outside_v1(http: httpx.Client) -> None:
     [
         ("/v1/completions", CLAUDE),
         ("/v1/embeddings", CLAUDE),
-        ("/v1/responses", "claude-glob-1"),
     ],
 )
 def test_endpoint_not_offered_by_the_models_provider(
@@ -233,6 +232,16 @@ def test_endpoint_not_offered_by_the_models_provider(
     provider = "an" if model.startswith("claude") else "oa"
     assert f"'{provider}'" in error["message"]
     assert fake.requests == []
+
+
+def test_responses_on_an_anthropic_model_is_translated(
+    http: httpx.Client, fake: FakeUpstream
+) -> None:
+    # Once a 400 (Anthropic serves no Responses API), now translated through chat.
+    _, body = ENDPOINTS["/v1/responses"]
+    response = post(http, "/v1/responses", {**body, "model": "claude-glob-1"})
+    assert response.status_code == 200, response.text
+    assert [r.path for r in fake.requests] == ["/v1/messages"]
 
 
 # --------------------------------------------------------------------------- keys

@@ -74,12 +74,17 @@ def tracking(send: Send, state: ResponseState) -> Send:
 
 
 def header_map(scope: Scope) -> dict[str, str]:
-    """Request headers as a dict of lower-case names (last one wins); 431 past the size
-    limit (whatever the HTTP server admits, nothing larger is looked at or logged)."""
+    """Request headers as a dict of lower-case names, a repeated one's values joined with
+    ", " (RFC 9110 5.3: list headers such as anthropic-beta may come as several lines);
+    431 past the size limit (nothing larger is looked at or logged)."""
     raw = scope["headers"]
     if sum(len(name) + len(value) for name, value in raw) > MAX_HEADER_BYTES:
         raise HeadersTooLarge(f"Request headers are larger than {MAX_HEADER_BYTES} bytes.")
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1"), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
 
 
 async def read_body(

@@ -48,6 +48,13 @@ _NO_COUNT_TOKENS = frozenset({404, 405, 501})
 # OpenAI-dialect streams that report usage only when asked (stream_options.include_usage).
 _USAGE_ON_REQUEST = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS})
 COST_HEADER = "x-tollway-cost-usd"
+# Where each endpoint takes its output limit (chat: the provider says, see Provider).
+_OUTPUT_LIMIT = {
+    Endpoint.CHAT_COMPLETIONS: "max_completion_tokens",
+    Endpoint.COMPLETIONS: "max_tokens",
+    Endpoint.RESPONSES: "max_output_tokens",
+    Endpoint.MESSAGES: "max_tokens",
+}
 
 RecordSpend = Callable[["CallRecord"], Awaitable[None]]
 
@@ -168,7 +175,7 @@ class Forwarder:
         dialect, with the upstream model id, usage reporting on, the project's key."""
         provider = route.provider
         endpoint = record.endpoint
-        payload: Payload = record.payload or {}
+        payload: Payload = self._with_output_limit(record.payload or {}, record, route, info)
         translator: Translator | None = None
         target = endpoint
         record.strip_usage = False
@@ -217,6 +224,21 @@ class Forwarder:
             model=route.upstream_model,
         )
         return call, translator
+
+    def _with_output_limit(
+        self, payload: Payload, record: CallRecord, route: Route, info: RequestInfo
+    ) -> Payload:
+        """A budgeted call that set no output limit gets the one its hold assumed:
+        otherwise the upstream's own default (up to a model's maximum) could outspend it."""
+        admission = record.admission
+        if admission is None or admission.reservation is None or info.max_output_tokens:
+            return payload
+        field = _OUTPUT_LIMIT.get(record.endpoint)
+        if field is None:
+            return payload
+        if record.endpoint is Endpoint.CHAT_COMPLETIONS:
+            field = route.provider.chat_output_limit_field
+        return {**payload, field: self._meter.assumed_output_limit(route)}
 
     async def _attempt(
         self,

@@ -253,8 +253,13 @@ class Meter:
     def _max_output(self, route: Route, endpoint: Endpoint, info: RequestInfo) -> int:
         if endpoint is Endpoint.EMBEDDINGS:
             return 0
-        limit = info.max_output_tokens or route.config.max_output_tokens or self._default_max_output
+        limit = info.max_output_tokens or self.assumed_output_limit(route)
         return limit * info.choices  # every choice may use the whole limit
+
+    def assumed_output_limit(self, route: Route) -> int:
+        """The output limit a budget hold assumes when the request sets none (and which
+        the forwarded request is then given, so the hold stays a bound)."""
+        return route.config.max_output_tokens or self._default_max_output
 
     def intend(self, fields: dict[str, Any], admission: Admission, body_bytes: int) -> None:
         """Journal that the call was admitted: if the process dies before the call's

@@ -76,6 +76,9 @@ class Provider(ABC):
     price_provider_id: ClassVar[str | None] = None
     # Media types of a streamed answer.
     stream_content_types: ClassVar[frozenset[str]] = frozenset({"text/event-stream"})
+    # The chat-completions field for an output limit the gateway sets (OpenAI's reasoning
+    # models take only max_completion_tokens; older compatible servers only max_tokens).
+    chat_output_limit_field: ClassVar[str] = "max_completion_tokens"
 
     def __init__(self, name: str, config: ProviderConfig, default_timeouts: Timeouts) -> None:
         self.name = name

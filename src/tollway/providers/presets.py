@@ -47,6 +47,7 @@ class OpenAICompatibleProvider(OpenAIProvider):
     endpoints = COMPATIBLE_ENDPOINTS
     # OpenAIProvider's "openai" is inferred as str, so mypy sees None as a narrowing.
     price_provider_id: ClassVar[str | None] = None
+    chat_output_limit_field: ClassVar[str] = "max_tokens"
 
 
 @dataclass(frozen=True, slots=True)
