@@ -30,6 +30,7 @@ from tollway.metering.meter import Meter, Outcome
 from tollway.providers.base import UpstreamCall
 from tollway.providers.transport import UpstreamResponse
 from tollway.relay import StreamOutcome, read_whole, send_stream, send_whole
+from tollway.routing.affinity import affinity_key
 from tollway.routing.retry import backoff, retryable, unhealthy
 from tollway.routing.router import Plan, Route, Router
 from tollway.settings import Dialect
@@ -123,16 +124,21 @@ class Forwarder:
         plans = list(chain)
         seen = {plan.model for plan in plans}
         last: TollwayError | None = None
+        key_id = record.principal.key_id if record.principal else None
+        affinity: str | None = None
         index = 0
         while index < len(plans) and len(record.attempts) < MAX_ATTEMPTS:
             plan = plans[index]
             index += 1
+            if affinity is None and plan.affine:
+                # One conversation, one deployment: its upstream prompt cache stays warm.
+                affinity = affinity_key(record.endpoint, record.payload or {}, key_id)
             tried: set[int] = set()
             failed: tuple[int, TollwayError] | None = None
             for attempt in range(self._retry.attempts + 1):
                 if len(record.attempts) >= MAX_ATTEMPTS:
                     break
-                route = plan.choose(tried)
+                route = plan.choose(tried, affinity)
                 if route is None:
                     last = UpstreamUnavailable(
                         f"Every deployment of model '{plan.model}' is unavailable right now."

@@ -36,13 +36,16 @@ from tollway.routing.retry import backoff
 
 # ------------------------------------------------------------------ a flaky deployment
 
+# One conversation sent by many clients: without affinity, so both deployments serve it.
 FLAKY_MODELS = [
     model(
         "flaky-gpt",
+        affinity=False,
         deployments=[deployment("oa-a", "gpt-flaky-a"), deployment("oa-b", "gpt-flaky-b")],
     ),
     model(
         "flaky-claude",
+        affinity=False,
         deployments=[deployment("an-a", "claude-flaky-a"), deployment("an-b", "claude-flaky-b")],
     ),
 ]

@@ -14,19 +14,24 @@ from routing_support import AUTH, MESSAGES, Gateway, StartGateway, Upstreams, de
 from checks import openai_error
 from fake_upstream import Stall
 
+# These send one conversation again and again to watch the strategy spread it, so
+# prompt-cache affinity (which keeps a conversation on one deployment) is off.
 MODELS = [
     model(
         "weighted",
+        affinity=False,
         deployments=[deployment("oa-a", "w-a", weight=3), deployment("oa-b", "w-b", weight=1)],
     ),
     model(
         "least-busy",
         routing="least-busy",
+        affinity=False,
         deployments=[deployment("oa-a", "lb-a"), deployment("oa-b", "lb-b")],
     ),
     model(
         "fastest",
         routing="lowest-latency",
+        affinity=False,
         deployments=[deployment("oa-a", "ll-a"), deployment("oa-b", "ll-b")],
     ),
     model(

@@ -8,14 +8,15 @@ breakers, latency) is shared by every request in this process.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tollway.config import CircuitConfig, ModelConfig
 from tollway.errors import ModelNotFound
 from tollway.providers.base import Provider
+from tollway.routing.affinity import deployment_seeds, key_digest
 from tollway.routing.circuit import CircuitBreaker
 from tollway.routing.deployment import Deployment
-from tollway.routing.strategy import pick
+from tollway.routing.strategy import pick, rendezvous
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,24 @@ class Plan:
     model: str
     config: ModelConfig
     deployments: tuple[Deployment, ...]
+    seeds: tuple[int, ...] = field(init=False, repr=False)
 
-    def choose(self, avoid: set[int] | None = None) -> Route | None:
-        """A route to an available deployment, or None when every circuit is open."""
-        deployment = pick(self.deployments, self.config.routing, avoid)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", deployment_seeds(d.label for d in self.deployments))
+
+    @property
+    def affine(self) -> bool:
+        """Whether an affinity key can change this plan's choice (worth deriving one)."""
+        return self.config.affinity and len(self.deployments) > 1
+
+    def choose(self, avoid: set[int] | None = None, affinity: str | None = None) -> Route | None:
+        """A route to an available deployment (``affinity``'s own while it is available),
+        or None when none is."""
+        # A retry (``avoid`` set) uses the strategy: the key's deployment just failed.
+        if affinity is not None and not avoid and self.affine:
+            deployment = rendezvous(self.deployments, self.seeds, key_digest(affinity))
+        else:
+            deployment = pick(self.deployments, self.config.routing, avoid)
         return Route(self.model, self.config, deployment) if deployment else None
 
     def routes(self) -> list[Route]:

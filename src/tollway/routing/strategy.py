@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
@@ -29,3 +30,32 @@ def pick(
             return random.choice(untried)  # noqa: S311
         return min(ready, key=lambda d: d.latency_ewma_ms or 0.0)
     return random.choices(ready, weights=[d.weight for d in ready])[0]  # noqa: S311
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def rendezvous(
+    deployments: Sequence[Deployment], seeds: Sequence[int], key: int
+) -> Deployment | None:
+    """The available deployment ranked first for ``key`` (a ``key_digest``), or None."""
+    # Weighted rendezvous hashing: each deployment draws a uniform u from (key, seed) and
+    # scores ln(u) / weight. The top score wins with probability weight / total, the
+    # same key always draws the same numbers, and a deployment that drops out hands on
+    # only the keys it was winning (each to that key's runner-up).
+    best: Deployment | None = None
+    best_score = -math.inf
+    for deployment, seed in zip(deployments, seeds, strict=True):
+        if not deployment.available():
+            continue
+        # SplitMix64's finalizer: a cheap bijective mix, so every (key, seed) pair draws
+        # its own well-spread number without a hash call per deployment.
+        x = key ^ seed
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+        x ^= x >> 31
+        # The top 53 bits, centred in their interval: u in (0, 1), never 0 (log) nor 1.
+        score = math.log(((x >> 11) + 0.5) * 2.0**-53) / deployment.weight
+        if score > best_score:
+            best, best_score = deployment, score
+    return best
