@@ -206,5 +206,10 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0
 
 def run_clis(*commands: tuple[str, ...], env: dict[str, str] | None = None) -> list[Any]:
     """Run independent CLI commands side by side (each one is a fresh interpreter)."""
-    with ThreadPoolExecutor(max(1, len(commands))) as pool:
-        return list(pool.map(lambda args: run_cli(*args, env=env), commands))
+    return run_each([(args, env) for args in commands])
+
+
+def run_each(jobs: list[tuple[tuple[str, ...], dict[str, str] | None]]) -> list[Any]:
+    """Run independent CLI commands side by side, each with its own environment."""
+    with ThreadPoolExecutor(max(1, min(len(jobs), 8))) as pool:
+        return list(pool.map(lambda job: run_cli(*job[0], env=job[1]), jobs))

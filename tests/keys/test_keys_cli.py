@@ -26,6 +26,7 @@ from keys_support import (
     message,
     run_cli,
     run_clis,
+    run_each,
     unique,
     write_config,
 )
@@ -203,24 +204,35 @@ def test_url_and_key_from_the_environment(gw: ServedGateway) -> None:
     assert json.loads(verified.stdout)["ok"] is True
 
 
-def test_failures_are_one_line_and_non_zero(gw: ServedGateway) -> None:
-    base = ("--url", gw.url, "--master-key", MASTER_KEY)
+def test_connection_options_before_or_after_the_subcommand(
+    gw: ServedGateway, tmp_path: Path
+) -> None:
+    url, key = ("--url", gw.url), ("--master-key", MASTER_KEY)
+    data_dir = tmp_path / "generated"
+    data_dir.mkdir()
+    (data_dir / "master_key").write_text(MASTER_KEY + "\n", encoding="utf-8")
+    good_env = clean_env(TOLLWAY_URL=gw.url, TOLLWAY_MASTER_KEY=MASTER_KEY)
     unreachable = f"http://127.0.0.1:{free_port()}"
-    checks: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
-        (("keys", *base, "show", "key_doesnotexist"), ("key_doesnotexist", "404")),
-        (("keys", *base, "create", "--name", "x", "--ttl", "5q"), ("ttl", "422")),
-        (("keys", *base, "create", "--name", "x", "--project", "nope"), ("nope",)),
-        (("keys", *base, "update", "key_whatever"), ("nothing to update",)),
-        (("keys", *base, "create", "--name", "x", "--meta", "novalue"), ("--meta",)),
-        (("projects", *base, "create", "default"), ("already exists",)),
-        (("keys", "--url", gw.url, "--master-key", "sk-wrong", "list"), ("401",)),
-        (("audit", "--url", gw.url, "--master-key", "sk-tw-admin-x", "verify"), ("401",)),
-        (("keys", "--url", unreachable, "--master-key", "x", "list"), ("cannot reach",)),
+    wrong_env = clean_env(TOLLWAY_URL=unreachable, TOLLWAY_MASTER_KEY="sk-wrong")
+    # Every gateway command with the options after it; then each way of giving them.
+    jobs: list[tuple[tuple[str, ...], dict[str, str] | None]] = [
+        (("keys", "list", "--json", *url, *key), None),
+        (("projects", "list", "--json", *url, *key), None),
+        (("spend", "--group-by", "model", "--json", *url, *key), None),
+        (("spend", "quarantine", "--json", *url, *key), None),
+        (("audit", "list", "--json", *url, *key), None),
+        (("audit", "verify", "--json", *url, *key), None),
+        (("keys", *url, *key, "list", "--json"), None),
+        (("keys", *url, "list", *key, "--json"), None),
+        (("keys", "list", "--json"), good_env),
+        (("keys", "list", "--json", *url, *key), wrong_env),  # options beat the environment
+        (("keys", *url, "--master-key", "sk-wrong", "list", *key, "--json"), None),  # later wins
+        (("spend", "quarantine", "--json", *url, "--data-dir", str(data_dir)), None),
+        (("audit", "--data-dir", str(data_dir), "verify", "--json", *url), None),
     ]
-    results = run_clis(*(args for args, _ in checks))
-    for (args, fragments), done in zip(checks, results, strict=True):
-        assert done.returncode == 1, (args, done.stderr)
-        one_line_error(done, *fragments)
+    for (args, _), done in zip(jobs, run_each(jobs), strict=True):
+        assert done.returncode == 0, (args, done.stderr)
+        json.loads(done.stdout)
 
 
 def test_usage_errors_are_one_line(gw: ServedGateway) -> None:

@@ -7,12 +7,14 @@ from typing import Annotated, Any
 import typer
 
 from tollway.cli.common import JsonOption, die, group, run, show
+from tollway.cli.connection import connected
 
 app = group("audit", "The tamper-evident audit log.")
 COLUMNS = ["seq", "ts", "actor", "action", "target_type", "target_id"]
 
 
 @app.command("list")
+@connected
 def list_entries(
     ctx: typer.Context,
     actor: Annotated[str | None, typer.Option()] = None,
@@ -37,6 +39,7 @@ def list_entries(
 
 
 @app.command("verify")
+@connected
 def verify(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Check the whole chain; exits 1 when it is broken."""
     result = run(ctx, "GET", "/audit/verify")

@@ -1,69 +1,50 @@
-"""Options shared by the commands that talk to a running gateway."""
+"""What the commands that talk to a running gateway share: options, calls, output."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 
-from tollway.cli.client import DEFAULT_URL, Api, ApiError, resolve_master_key
+from tollway.cli.client import ApiError
+from tollway.cli.connection import connected_group, connection
 from tollway.cli.output import emit_json, emit_record, emit_table
 
-UrlOption = Annotated[
-    str, typer.Option("--url", envvar="TOLLWAY_URL", help="The gateway's address.")
-]
-MasterKeyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--master-key",
-        envvar="TOLLWAY_MASTER_KEY",
-        help="Master or admin key (default: the one generated in the data dir).",
-        show_default=False,
-    ),
-]
-DataDirOption = Annotated[
-    Path, typer.Option("--data-dir", envvar="TOLLWAY_DATA_DIR", help="The gateway's data dir.")
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 # The limits keys and projects share.
-BudgetOption = Annotated[Decimal | None, typer.Option("--budget", help="Max spend in USD.")]
-PeriodOption = Annotated[str | None, typer.Option("--budget-period", help="day or month.")]
+BudgetOption = Annotated[
+    Decimal | None, typer.Option("--budget", metavar="USD", help="Max spend in USD.")
+]
+PeriodOption = Annotated[
+    Literal["day", "month"] | None,
+    typer.Option(
+        "--budget-period", help="Reset the budget each day or month, UTC (default: never)."
+    ),
+]
 RpmOption = Annotated[int | None, typer.Option(help="Requests per minute.")]
 TpmOption = Annotated[int | None, typer.Option(help="Tokens per minute.")]
 ParallelOption = Annotated[int | None, typer.Option("--max-parallel", help="Concurrent requests.")]
 MetaOption = Annotated[
-    list[str] | None, typer.Option("--meta", help="Metadata name=value (repeat).")
+    list[str] | None,
+    typer.Option("--meta", metavar="NAME=VALUE", help="Metadata field (repeat)."),
 ]
 
 
-def die(message: str) -> NoReturn:
-    """Exit non-zero with a one-line reason."""
+USAGE = 2  # the exit code of a command line that cannot work as written
+
+
+def die(message: str, code: int = 1) -> NoReturn:
+    """Exit with a one-line reason: 1 for a failure, ``USAGE`` for a bad command line."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(1)
-
-
-def connect(
-    ctx: typer.Context,
-    url: UrlOption = DEFAULT_URL,
-    master_key: MasterKeyOption = None,
-    data_dir: DataDirOption = Path(".tollway"),
-) -> None:
-    """Group callback: build the API client once for the subcommands."""
-    try:
-        ctx.obj = Api(url, resolve_master_key(master_key, data_dir))
-    except ApiError as exc:
-        die(str(exc))
+    raise typer.Exit(code)
 
 
 def run(ctx: typer.Context, method: str, path: str, **kwargs: Any) -> Any:
     """Call the API, turning failures into a one-line error and exit code 1."""
-    api: Api = ctx.obj
     try:
-        return api.call(method, path, **kwargs)
+        return connection(ctx).api().call(method, path, **kwargs)
     except ApiError as exc:
         die(str(exc))
 
@@ -84,7 +65,7 @@ def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, str]:
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            die(f"{option} takes name=value, got {pair!r}")
+            die(f"{option} takes name=value, got {pair!r}", USAGE)
         out[name] = value
     return out
 
@@ -118,15 +99,16 @@ def limit_fields(
 def patch(ctx: typer.Context, path: str, body: dict[str, Any], as_json: bool) -> None:
     """Send the given fields as an update and show the result."""
     if not body:
-        die("nothing to update: give at least one option")
+        die("nothing to update: give at least one option (see --help)", USAGE)
     show(run(ctx, "PATCH", path, json=body), as_json)
 
 
 def group(name: str, help_text: str) -> typer.Typer:
-    """A command group that connects to the gateway before its subcommands run."""
+    """A group of gateway commands, taking the connection options before its subcommand."""
     app = typer.Typer(name=name, help=help_text, no_args_is_help=True)
-    app.callback()(connect)
+    app.callback()(connected_group(_before_subcommand))
     return app
 
 
-Command = Callable[..., None]
+def _before_subcommand(ctx: typer.Context) -> None:
+    """Nothing to do: the connection options are recorded by ``connected_group``."""

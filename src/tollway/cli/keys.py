@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fnmatch
 import shlex
 from typing import Annotated, Any
 
 import typer
 
+from tollway.cli.agents import KEY_VAR, TARGETS, NewKey, Setup, parse_targets, public_base
 from tollway.cli.common import (
+    USAGE,
     BudgetOption,
     JsonOption,
     MetaOption,
@@ -15,6 +18,7 @@ from tollway.cli.common import (
     PeriodOption,
     RpmOption,
     TpmOption,
+    die,
     given,
     group,
     limit_fields,
@@ -23,35 +27,28 @@ from tollway.cli.common import (
     run,
     show,
 )
+from tollway.cli.connection import connected, connection, is_http_url
 
 app = group("keys", "Virtual keys for clients and sandboxes.")
 COLUMNS = ["id", "name", "key_prefix", "project_id", "status", "expires_at", "models", "metadata"]
 
 ModelsOption = Annotated[
-    str | None, typer.Option(help="Comma-separated model names or globs (default: all).")
+    str | None,
+    typer.Option(
+        metavar="NAMES",
+        help="The models it may call: names or globs, comma-separated (default: all).",
+    ),
 ]
 MaxRequestsOption = Annotated[int | None, typer.Option("--max-requests", help="Lifetime requests.")]
+SETUP_PANEL = "Agent setup"
 
 
 def _models(models: str | None) -> list[str] | None:
     return [m.strip() for m in models.split(",") if m.strip()] if models else None
 
 
-def env_block(key: str, base_url: str) -> str:
-    """Shell exports that point the common SDKs and coding agents at the gateway."""
-    base = base_url.rstrip("/")
-    values = {
-        "OPENAI_BASE_URL": f"{base}/v1",
-        "OPENAI_API_KEY": key,
-        "ANTHROPIC_BASE_URL": base,
-        "ANTHROPIC_API_KEY": key,
-        # Claude Code sends ANTHROPIC_AUTH_TOKEN as a bearer token; both are accepted.
-        "ANTHROPIC_AUTH_TOKEN": key,
-    }
-    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in values.items())
-
-
 @app.command("create")
+@connected
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option(help="A name for people.")],
@@ -68,13 +65,49 @@ def create(
     max_parallel: ParallelOption = None,
     max_requests: MaxRequestsOption = None,
     meta: MetaOption = None,
-    env: Annotated[bool, typer.Option("--env", help="Print a ready-to-source block.")] = False,
+    agents: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--for",
+            metavar="AGENT",
+            help=f"Print what an agent needs to use the key: {', '.join(TARGETS)} "
+            "(repeat or comma-separate).",
+            rich_help_panel=SETUP_PANEL,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODEL",
+            help="The model the agents should use (with --for).",
+            rich_help_panel=SETUP_PANEL,
+        ),
+    ] = None,
+    env: Annotated[
+        bool,
+        typer.Option(
+            "--env",
+            help="Print exports for the OpenAI and Anthropic SDKs (same as --for env).",
+            rich_help_panel=SETUP_PANEL,
+        ),
+    ] = False,
     base_url: Annotated[
-        str | None, typer.Option(help="Gateway URL as the sandbox sees it (default: --url).")
+        str | None,
+        typer.Option(
+            envvar="TOLLWAY_PUBLIC_URL",
+            show_envvar=False,
+            metavar="URL",
+            help="The gateway's address as the agent sees it "
+            "(env TOLLWAY_PUBLIC_URL, default: --url).",
+            rich_help_panel=SETUP_PANEL,
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Mint a key; its secret is printed this once."""
+    targets = _targets([*(agents or []), *(["env"] if env else [])], model, _models(models))
+    # Checked before the key exists: a usage error must not leave a key behind.
+    base = _agent_base(ctx, base_url) if targets else ""
     body = limit_fields(budget, budget_period, rpm, tpm, max_parallel, meta) | given(
         {
             "name": name,
@@ -86,16 +119,62 @@ def create(
         }
     )
     created = run(ctx, "POST", "/keys", json=body)
-    if env:
-        print(env_block(created["key"], base_url or ctx.obj.url))
-    elif as_json:
-        show(created, True)
+    if not targets:
+        show(created, as_json)
+        if not as_json:
+            typer.secho("Store the key now: it cannot be shown again.", err=True, fg="yellow")
+        return
+    new = NewKey(created["key"], base, model, created.get("models") or [])
+    setups = {target: TARGETS[target](new) for target in targets}
+    if as_json:
+        show(created | {"setup": {t: setup.as_json() for t, setup in setups.items()}}, True)
     else:
-        show(created, False)
-        typer.secho("Store the key now: it cannot be shown again.", err=True, fg="yellow")
+        _print_setups(setups, new.secret)
+
+
+def _targets(requested: list[str], model: str | None, scope: list[str] | None) -> list[str]:
+    """The --for targets, checked along with --model."""
+    try:
+        targets = parse_targets(requested)
+    except ValueError as exc:
+        die(f"--for: {exc}", USAGE)
+    if model and not targets:
+        die("--model sets the model in an agent's setup: give --for as well", USAGE)
+    if model and scope and not any(fnmatch.fnmatchcase(model, glob) for glob in scope):
+        die(f"--model {model!r} is not among the key's --models", USAGE)
+    return targets
+
+
+def _agent_base(ctx: typer.Context, base_url: str | None) -> str:
+    """Where agents reach the gateway: --base-url, else --url."""
+    if base_url is None:
+        return public_base(connection(ctx).resolved_url)
+    if not is_http_url(base_url):
+        die(f"--base-url: expected http(s)://host[:port], got {base_url!r}", USAGE)
+    return public_base(base_url)
+
+
+def _print_setups(setups: dict[str, Setup], secret: str) -> None:
+    """Each agent's block on stdout; what people must still do on stderr."""
+    # One agent's block alone is exactly its file (TOML, JSON) or a block to source.
+    for index, (target, setup) in enumerate(setups.items()):
+        if len(setups) > 1:
+            print(("\n" if index else "") + f"# ---- {target}")
+        print(setup.text)
+    saves = [f"the {name} block as {setup.file}" for name, setup in setups.items() if setup.file]
+    notes = [setup.hint for setup in setups.values() if setup.hint]
+    if saves:
+        notes.append(
+            f"Save {' and '.join(saves)}, and run {'them' if len(saves) > 1 else 'it'} "
+            "with the key in the environment:\n"
+            f"  export {KEY_VAR}={shlex.quote(secret)}"
+        )
+    for note in notes:
+        typer.secho(note, err=True, fg="yellow")
 
 
 @app.command("list")
+@connected
 def list_keys(
     ctx: typer.Context,
     project: Annotated[str | None, typer.Option(help="Project id or name.")] = None,
@@ -117,12 +196,14 @@ def list_keys(
 
 
 @app.command("show")
+@connected
 def show_key(ctx: typer.Context, key_id: str, as_json: JsonOption = False) -> None:
     """Show one key."""
     show(run(ctx, "GET", f"/keys/{key_id}"), as_json)
 
 
 @app.command("update")
+@connected
 def update(
     ctx: typer.Context,
     key_id: str,
@@ -148,6 +229,7 @@ def update(
 
 
 @app.command("revoke")
+@connected
 def revoke(ctx: typer.Context, key_id: str, as_json: JsonOption = False) -> None:
     """Revoke a key now, everywhere."""
     revoked = run(ctx, "DELETE", f"/keys/{key_id}")

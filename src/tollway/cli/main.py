@@ -1,4 +1,5 @@
-"""``tollway``: serve the gateway (and, later, manage keys, projects, spend, audit)."""
+"""``tollway``: serve the gateway, migrate its database, and manage keys, projects, spend
+and the audit log of a running one."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ from typing import Annotated
 
 import typer
 
-from tollway.auth.master import ensure_master_key, master_key_path
 from tollway.cli import audit, keys, projects, spend
-from tollway.settings import ConfigError, load_settings
 
 app = typer.Typer(
     name="tollway",
     help="A secure, metered gateway for LLM APIs.",
     no_args_is_help=True,
     add_completion=False,
+    # Inherited by every group and command.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 app.add_typer(keys.app)
@@ -45,6 +46,11 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
 ) -> None:
     """Run the gateway."""
+    # Imported here, as in migrate: the settings machinery is most of the CLI's start-up
+    # time, and the commands that talk to a gateway never need it.
+    from tollway.auth.master import ensure_master_key, master_key_path
+    from tollway.settings import ConfigError, load_settings
+
     try:
         settings = load_settings(config, {"host": host, "port": port, "workers": workers})
         key, generated = ensure_master_key(settings)
@@ -83,6 +89,7 @@ def migrate(config: ConfigOption = None) -> None:
     """Bring the database schema up to date."""
     import asyncio
 
+    from tollway.settings import ConfigError, load_settings
     from tollway.store.db import Database
     from tollway.store.migrate import MigrationError
 

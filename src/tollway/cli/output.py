@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,12 +38,13 @@ def _cell(value: Any) -> str:
 
 def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str = "") -> None:
     """Print a table for people."""
-    table = Table(title=title or None, show_lines=False)
+    table = Table(title=title or None, caption=None if rows else "(none)", show_lines=False)
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*(_cell(row.get(column)) for column in columns))
-    Console(width=200).print(table)
+    # A terminal's own width; piped, wide enough that ids and times are never folded.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def emit_record(record: dict[str, Any]) -> None:

@@ -22,13 +22,18 @@ from tollway.cli.common import (
     run,
     show,
 )
+from tollway.cli.connection import connected
 
 app = group("projects", "Projects: budgets, limits and credentials shared by keys.")
 COLUMNS = ["id", "name", "active", "max_budget_usd", "budget_period", "credential_providers"]
 
 CredentialOption = Annotated[
     list[str] | None,
-    typer.Option("--credential", help="provider=api_key used for this project's keys."),
+    typer.Option(
+        "--credential",
+        metavar="PROVIDER=KEY",
+        help="A provider's API key for this project's keys (repeat).",
+    ),
 ]
 
 
@@ -37,6 +42,7 @@ def _credentials(credential: list[str] | None) -> dict[str, str] | None:
 
 
 @app.command("create")
+@connected
 def create(
     ctx: typer.Context,
     name: str,
@@ -57,18 +63,21 @@ def create(
 
 
 @app.command("list")
+@connected
 def list_projects(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List projects."""
     show(run(ctx, "GET", "/projects"), as_json, COLUMNS, "projects")
 
 
 @app.command("show")
+@connected
 def show_project(ctx: typer.Context, project: str, as_json: JsonOption = False) -> None:
     """Show one project (by id or name)."""
     show(run(ctx, "GET", f"/projects/{project}"), as_json)
 
 
 @app.command("update")
+@connected
 def update(
     ctx: typer.Context,
     project: str,
@@ -92,6 +101,7 @@ def update(
 
 
 @app.command("revoke-keys")
+@connected
 def revoke_keys(ctx: typer.Context, project: str, as_json: JsonOption = False) -> None:
     """Revoke every key of a project."""
     result = run(ctx, "POST", f"/projects/{project}/revoke-keys")

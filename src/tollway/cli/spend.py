@@ -3,26 +3,19 @@ quarantine``: the records the database refused."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from tollway.cli.client import DEFAULT_URL
-from tollway.cli.common import (
-    DataDirOption,
-    JsonOption,
-    MasterKeyOption,
-    UrlOption,
-    connect,
-    run,
-)
+from tollway.cli.common import JsonOption, run
+from tollway.cli.connection import connected, connected_group
 from tollway.cli.output import emit_csv, emit_json, emit_table
 
 app = typer.Typer(
     name="spend",
-    help="Spend totals, and records the database refused.",
+    help="Spend totals, most expensive first; `spend quarantine`: records the database refused.",
     invoke_without_command=True,
+    subcommand_metavar="[quarantine]",  # the report needs no subcommand
 )
 
 COLUMNS = [
@@ -39,6 +32,7 @@ COLUMNS = [
 
 
 @app.callback()
+@connected_group
 def spend(
     ctx: typer.Context,
     group_by: Annotated[
@@ -53,12 +47,8 @@ def spend(
     project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
     as_json: JsonOption = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV output.")] = False,
-    url: UrlOption = DEFAULT_URL,
-    master_key: MasterKeyOption = None,
-    data_dir: DataDirOption = Path(".tollway"),
 ) -> None:
     """Show spend totals (most expensive first)."""
-    connect(ctx, url, master_key, data_dir)
     if ctx.invoked_subcommand is not None:
         return
     params: dict[str, Any] = {
@@ -84,6 +74,7 @@ QUARANTINE_COLUMNS = ["id", "created_at", "request_id", "reason"]
 
 
 @app.command("quarantine")
+@connected
 def quarantine(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest first.")] = 100,
