@@ -6,11 +6,14 @@ every request it receives, and does what a test scripts for the next calls:
     fake.script(Fail(status=500))                     # the next call fails
     fake.script(Stall(3), path="/v1/messages")        # the next /v1/messages stalls
     fake.script(SlowEvents(0.1), persistent=True)     # every call until reset()
+    fake.script(CallTool(), match="run-42", persistent=True)  # calls whose body has "run-42"
 
 Behaviours: ``Reply`` (the default), ``Fail``, ``Respond``, ``Stall`` (before headers),
 ``StallMidStream``, ``Reset`` (abort the TCP connection before answering),
 ``CutMidStream`` (close the connection inside the chunked body), ``Truncate`` (end the
-stream cleanly but early), ``SlowEvents`` and ``SplitEvents`` (each event in two writes).
+stream cleanly but early), ``SlowEvents``, ``SplitEvents`` (each event in two writes) and
+``CallTool`` (a tool round trip: ask for one of the offered tools, then answer with what
+its result said).
 
 The server runs on its own event loop in a background thread, so sync SDK clients in
 the test thread and async ones on the test loop can both call it. The bodies and events
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
+import re
 import socket
 import struct
 import threading
@@ -41,7 +46,9 @@ from upstream_wire import (
     OPENAI_PATHS,
     PIECES,
     PROMPT_TOKENS,
+    SHELL_TOOLS,
     TEXT,
+    ToolCall,
     anthropic_events,
     anthropic_message,
     anthropic_usage,
@@ -57,6 +64,9 @@ from upstream_wire import (
     responses_events,
     responses_usage,
     text_completion,
+    tool_arguments,
+    tool_call_body,
+    tool_call_events,
 )
 
 # The wire shapes are re-exported: tests import everything about the fake from here.
@@ -69,8 +79,10 @@ __all__ = [
     "OPENAI_PATHS",
     "PIECES",
     "PROMPT_TOKENS",
+    "SHELL_TOOLS",
     "TEXT",
     "Behaviour",
+    "CallTool",
     "CutMidStream",
     "Fail",
     "FakeUpstream",
@@ -82,6 +94,7 @@ __all__ = [
     "SplitEvents",
     "Stall",
     "StallMidStream",
+    "ToolCall",
     "Truncate",
     "anthropic_events",
     "anthropic_message",
@@ -94,11 +107,14 @@ __all__ = [
     "embeddings",
     "error_body",
     "json_body",
+    "offered_tools",
     "openai_usage",
     "response_object",
     "responses_events",
     "responses_usage",
     "text_completion",
+    "tool_arguments",
+    "tool_results",
 ]
 
 # --------------------------------------------------------------------------- behaviours
@@ -185,6 +201,24 @@ class SplitEvents:
     words: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class CallTool:
+    """Drive one tool round trip, in every wire format, streamed or not.
+
+    While the request offers a tool named in ``prefer`` (the first offered match wins) and
+    carries no tool result, the answer is ``preamble`` and a call to that tool with
+    arguments valid for its schema (``command`` for a shell). Once the request carries a
+    tool result, the answer is text: ``The tool said <expect>.`` when a result contains
+    ``expect`` (which only running ``command`` prints: proof the client ran it), else what
+    the results held. A result whose id answers no call before it gets the real APIs' 400.
+    """
+
+    command: str = "echo tool-says-$((6*7))"
+    expect: str = "tool-says-42"
+    prefer: tuple[str, ...] = SHELL_TOOLS
+    preamble: str = "Running the command."
+
+
 Behaviour = (
     Reply
     | Fail
@@ -196,8 +230,11 @@ Behaviour = (
     | Truncate
     | SlowEvents
     | SplitEvents
+    | CallTool
 )
 
+
+_TOOL_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
 
 # --------------------------------------------------------------------------- records
 
@@ -220,6 +257,7 @@ class Received:
     write_failed_at: float | None = None
     disconnected_at: float | None = None
     completed: bool = False
+    called: ToolCall | None = None
 
     @property
     def dropped_at(self) -> float | None:
@@ -252,6 +290,123 @@ def _pieces(behaviour: Behaviour) -> list[str]:
     return [f" w{i}" for i in range(count)]
 
 
+# --------------------------------------------------------------------------- tools
+
+
+def offered_tools(path: str, body: Any) -> dict[str, Any]:
+    """The function tools a request offers, by name, with their JSON schemas (built-in
+    tools such as ``web_search`` have no schema and are left out)."""
+    tools = body.get("tools") if isinstance(body, dict) else None
+    offered: dict[str, Any] = {}
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        if path == "/v1/chat/completions":
+            function = tool.get("function")
+            if tool.get("type") == "function" and isinstance(function, dict):
+                offered[str(function.get("name"))] = function.get("parameters") or {}
+        elif path == "/v1/responses":
+            if tool.get("type") == "function":
+                offered[str(tool.get("name"))] = tool.get("parameters") or {}
+        elif "input_schema" in tool:
+            offered[str(tool.get("name"))] = tool["input_schema"]
+    return offered
+
+
+def _turns(path: str, body: Any) -> list[Any]:
+    key = "input" if path == "/v1/responses" else "messages"
+    turns = body.get(key) if isinstance(body, dict) else None
+    return turns if isinstance(turns, list) else []
+
+
+def _texts(value: Any) -> list[str]:
+    """Every string inside a result (``content`` may be a string or a list of parts)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _texts(item)]
+    if isinstance(value, dict):
+        return [text for key, item in value.items() if key != "type" for text in _texts(item)]
+    return []
+
+
+def tool_results(path: str, body: Any) -> list[tuple[str, str]]:
+    """``(call id, text)`` of every tool result in a request: OpenAI ``tool`` messages,
+    Responses ``function_call_output`` items, Anthropic ``tool_result`` blocks."""
+    found: list[tuple[str, str]] = []
+    for turn in _turns(path, body):
+        if not isinstance(turn, dict):
+            continue
+        if path == "/v1/chat/completions" and turn.get("role") == "tool":
+            found.append((str(turn.get("tool_call_id")), "".join(_texts(turn.get("content")))))
+        elif path == "/v1/responses" and turn.get("type") == "function_call_output":
+            found.append((str(turn.get("call_id")), "".join(_texts(turn.get("output")))))
+        elif path == "/v1/messages" and isinstance(turn.get("content"), list):
+            for block in turn["content"]:
+                if isinstance(block, dict) and block.get("type") == "tool_result":
+                    text = "".join(_texts(block.get("content")))
+                    found.append((str(block.get("tool_use_id")), text))
+    return found
+
+
+def _unanswerable(path: str, body: Any) -> str | None:
+    """Why the real API would refuse the request's tool results, or None: each must answer
+    a call of the assistant turn before it (the Responses API: a call anywhere in the
+    input, unless the conversation is stored upstream)."""
+    calls: set[str] = set()
+    for turn in _turns(path, body):
+        if not isinstance(turn, dict):
+            continue
+        if path == "/v1/responses":
+            if turn.get("type") == "function_call":
+                calls.add(str(turn.get("call_id")))
+            continue
+        if turn.get("role") == "assistant":
+            calls = _assistant_calls(path, turn)
+        for call_id, _ in tool_results(path, {"messages": [turn]}):
+            if call_id not in calls:
+                return f"tool result {call_id!r} answers no tool call of the turn before it"
+    if path == "/v1/responses" and not body.get("previous_response_id"):
+        for call_id, _ in tool_results(path, body):
+            if call_id not in calls:
+                return f"No tool call found for function call output with call_id {call_id}."
+    return None
+
+
+def _assistant_calls(path: str, turn: dict[str, Any]) -> set[str]:
+    if path == "/v1/chat/completions":
+        calls: Any = turn.get("tool_calls")
+        return {str(c.get("id")) for c in _items(calls)}
+    blocks = _items(turn.get("content"))
+    return {str(b.get("id")) for b in blocks if b.get("type") == "tool_use"}
+
+
+def _items(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON list (nothing when it is not one)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _tool_turn(behaviour: CallTool, path: str, body: Any, number: int) -> ToolCall | str | Fail:
+    """What ``CallTool`` answers to this request: a call, text, or the API's 400."""
+    results = tool_results(path, body)
+    if results:
+        problem = _unanswerable(path, body)
+        if problem is not None:
+            return Fail(status=400, message=problem)
+        if any(behaviour.expect in text for _, text in results):
+            return f"The tool said {behaviour.expect}."
+        seen = " | ".join(text for _, text in results)[:300]
+        return f"The tool result did not contain {behaviour.expect}: {seen}"
+    offered = offered_tools(path, body)
+    if not offered:
+        return TEXT
+    name = next((n for n in behaviour.prefer if n in offered), None)
+    if name is None:
+        return f"None of the offered tools ({', '.join(sorted(offered))}) is one I call."
+    arguments = tool_arguments(offered[name], behaviour.command)
+    return ToolCall(number, name, arguments, behaviour.preamble)
+
+
 # --------------------------------------------------------------------------- server
 
 
@@ -260,6 +415,7 @@ class _Scripted:
     behaviour: Behaviour
     path: str | None
     persistent: bool
+    match: bytes | None = None
 
 
 class FakeUpstream:
@@ -274,6 +430,7 @@ class FakeUpstream:
         self._runner: web.AppRunner | None = None
         self._release: asyncio.Event | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._calls = itertools.count(1)
         self.port = 0
 
     # ---- lifecycle
@@ -326,11 +483,17 @@ class FakeUpstream:
     # ---- scripting and records
 
     def script(
-        self, *behaviours: Behaviour, path: str | None = None, persistent: bool = False
+        self,
+        *behaviours: Behaviour,
+        path: str | None = None,
+        persistent: bool = False,
+        match: str | None = None,
     ) -> None:
-        """Queue behaviours for the next calls (to ``path`` only, when given)."""
+        """Queue behaviours for the next calls (to ``path`` only, and only calls whose body
+        contains ``match``, when given: concurrent clients each get their own script)."""
+        needle = match.encode() if match is not None else None
         with self._lock:
-            self._script.extend(_Scripted(b, path, persistent) for b in behaviours)
+            self._script.extend(_Scripted(b, path, persistent, needle) for b in behaviours)
 
     def reset(self) -> None:
         """Forget the script and the records; wake any stalled handler (it then aborts)."""
@@ -362,9 +525,11 @@ class FakeUpstream:
             time.sleep(0.01)
         return predicate()
 
-    def _next_behaviour(self, path: str) -> Behaviour:
+    def _next_behaviour(self, path: str, raw: bytes) -> Behaviour:
         with self._lock:
             for index, entry in enumerate(self._script):
+                if entry.match is not None and entry.match not in raw:
+                    continue
                 if entry.path is None or entry.path == path:
                     if not entry.persistent:
                         del self._script[index]
@@ -404,7 +569,7 @@ class FakeUpstream:
             body: Any = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             body = None
-        behaviour = self._next_behaviour(request.path)
+        behaviour = self._next_behaviour(request.path, raw)
         record = Received(
             method=request.method,
             path=request.path,
@@ -462,9 +627,21 @@ class FakeUpstream:
             record.status = 404
             return web.json_response(error_body(path, 404, f"Unknown path {path}"), status=404)
 
-        pieces = _pieces(behaviour)
         model = _model(body, "unknown-model")
         stream = isinstance(body, dict) and body.get("stream") is True
+        if isinstance(behaviour, CallTool) and path in _TOOL_PATHS:
+            turn = _tool_turn(behaviour, path, body, next(self._calls))
+            if isinstance(turn, Fail):
+                return await self._answer(request, record, turn)
+            if isinstance(turn, ToolCall):
+                record.called = turn
+                if not stream:
+                    payload = tool_call_body(path, model, turn)
+                    return await self._answer_json(request, record, behaviour, payload)
+                events = tool_call_events(path, model, body, turn)
+                return await self._answer_stream(request, record, behaviour, events)
+            behaviour = Reply(words=tuple(re.findall(r"\s*\S+", turn)))
+        pieces = _pieces(behaviour)
         if path == "/v1/embeddings" or path == "/v1/messages/count_tokens" or not stream:
             payload = json_body(path, model, body, "".join(pieces))
             return await self._answer_json(request, record, behaviour, payload)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -366,3 +367,251 @@ def json_body(path: str, model: str, body: Any, text: str) -> Any:
     if path == "/v1/messages/count_tokens":
         return {"input_tokens": COUNT_TOKENS}
     return anthropic_message(model, text)
+
+
+# --------------------------------------------------------------------------- tool calls
+
+SHELL_TOOLS = ("Bash", "bash", "exec_command", "shell_command", "shell", "run_shell")
+"""Names of the shell tools agents offer (Claude Code, OpenCode, Codex, the tests' own),
+in the order a tool call picks them."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call the fake asks a client to make (``number`` makes its ids unique)."""
+
+    number: int
+    name: str
+    arguments: dict[str, Any]
+    preamble: str = ""
+
+    @property
+    def call_id(self) -> str:
+        """The id an OpenAI client echoes back with the result (``tool_call_id``/``call_id``)."""
+        return f"call_fake{self.number:04d}"
+
+    @property
+    def tool_use_id(self) -> str:
+        """The id an Anthropic client echoes back with the result."""
+        return f"toolu_fake{self.number:04d}"
+
+    @property
+    def arguments_json(self) -> str:
+        """The arguments as the JSON text OpenAI sends."""
+        return orjson.dumps(self.arguments).decode()
+
+    def argument_pieces(self) -> list[str]:
+        """The arguments cut in three, as a stream delivers them."""
+        text = self.arguments_json
+        third = max(1, len(text) // 3)
+        return [text[:third], text[third : 2 * third], text[2 * third :]]
+
+
+def tool_arguments(schema: Any, command: str) -> dict[str, Any]:
+    """Arguments valid for a tool's JSON schema: ``command`` for its command property (as
+    ``["bash", "-lc", command]`` when that is an array), a plain value for every other
+    required property."""
+    schema = schema if isinstance(schema, dict) else {}
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    required = [r for r in schema.get("required", []) if isinstance(r, str)]
+    wanted = [*required, *(n for n in ("command", "cmd") if n in properties)]
+    arguments: dict[str, Any] = {}
+    for name in dict.fromkeys(wanted):
+        spec = properties.get(name)
+        arguments[name] = _value_for(name, spec if isinstance(spec, dict) else {}, command)
+    return arguments
+
+
+def _value_for(name: str, spec: dict[str, Any], command: str) -> Any:
+    kind = spec.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if name in ("command", "cmd"):
+        return ["bash", "-lc", command] if kind == "array" else command
+    if "default" in spec:
+        return spec["default"]
+    if isinstance(spec.get("enum"), list) and spec["enum"]:
+        return spec["enum"][0]
+    if kind in ("integer", "number"):
+        return spec.get("minimum", 1)
+    return {"boolean": False, "array": [], "object": {}}.get(str(kind), "Prints a marker")
+
+
+def chat_tool_completion(model: str, call: ToolCall) -> dict[str, Any]:
+    """A chat.completion whose message asks for ``call``."""
+    body = chat_completion(model, call.preamble)
+    choice = body["choices"][0]
+    choice["message"]["content"] = call.preamble or None
+    choice["message"]["tool_calls"] = [
+        {
+            "id": call.call_id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments_json},
+        }
+    ]
+    choice["finish_reason"] = "tool_calls"
+    return body
+
+
+def chat_tool_events(model: str, body: Any, call: ToolCall) -> list[bytes]:
+    """Chat chunks: the preamble, the call's id and name, its arguments in pieces, then
+    ``finish_reason: tool_calls`` (and the usage chunk when asked)."""
+    text = chat_events(model, body, [call.preamble] if call.preamble else [])
+    cut = 1 + bool(call.preamble)  # the role chunk and the preamble's chunk come first
+    head, tail = text[:cut], text[cut:]
+    template = orjson.loads(head[0][len(b"data: ") :])
+
+    def delta(tool_call: dict[str, Any]) -> bytes:
+        choice = {**template["choices"][0], "delta": {"tool_calls": [{"index": 0, **tool_call}]}}
+        return _data({**template, "choices": [choice]})
+
+    opening = {"id": call.call_id, "type": "function"}
+    head.append(delta({**opening, "function": {"name": call.name, "arguments": ""}}))
+    head += [delta({"function": {"arguments": piece}}) for piece in call.argument_pieces()]
+    stop = tail[0].replace(b'"finish_reason":"stop"', b'"finish_reason":"tool_calls"')
+    return [*head, stop, *tail[1:]]
+
+
+def _function_call_item(call: ToolCall, status: str = "completed") -> dict[str, Any]:
+    arguments = call.arguments_json if status == "completed" else ""
+    return {
+        "type": "function_call",
+        "id": f"fc_fake{call.number:04d}",
+        "call_id": call.call_id,
+        "name": call.name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
+def responses_tool_object(model: str, call: ToolCall, status: str = "completed") -> dict[str, Any]:
+    """A Responses API ``response`` whose output asks for ``call`` (after the preamble)."""
+    body = response_object(model, status, call.preamble)
+    if status == "completed":
+        output = [_response_message(call.preamble)] if call.preamble else []
+        body["output"] = [*output, _function_call_item(call)]
+    return body
+
+
+def responses_tool_events(model: str, call: ToolCall) -> list[bytes]:
+    """Responses events: the preamble message, then a function_call item whose arguments
+    arrive in pieces, then ``response.completed``."""
+    sequence = iter(range(10_000))
+
+    def event(kind: str, **fields: Any) -> bytes:
+        return _event(kind, {"type": kind, "sequence_number": next(sequence), **fields})
+
+    pending = responses_tool_object(model, call, "in_progress")
+    events = [
+        event("response.created", response=pending),
+        event("response.in_progress", response=pending),
+    ]
+    if call.preamble:
+        item = {**_response_message("", status="in_progress"), "content": []}
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+        events += [
+            event("response.output_item.added", output_index=0, item=item),
+            event("response.content_part.added", part=part, **where),
+            event("response.output_text.delta", delta=call.preamble, logprobs=[], **where),
+            event("response.output_text.done", text=call.preamble, logprobs=[], **where),
+            event("response.content_part.done", part={**part, "text": call.preamble}, **where),
+            event(
+                "response.output_item.done",
+                output_index=0,
+                item=_response_message(call.preamble),
+            ),
+        ]
+    index = 1 if call.preamble else 0
+    at = {"item_id": f"fc_fake{call.number:04d}", "output_index": index}
+    events.append(
+        event(
+            "response.output_item.added",
+            output_index=index,
+            item=_function_call_item(call, "in_progress"),
+        )
+    )
+    events += [
+        event("response.function_call_arguments.delta", delta=piece, **at)
+        for piece in call.argument_pieces()
+    ]
+    events += [
+        event(
+            "response.function_call_arguments.done",
+            arguments=call.arguments_json,
+            name=call.name,
+            **at,
+        ),
+        event("response.output_item.done", output_index=index, item=_function_call_item(call)),
+        event("response.completed", response=responses_tool_object(model, call)),
+    ]
+    return events
+
+
+def anthropic_tool_message(model: str, call: ToolCall) -> dict[str, Any]:
+    """A Messages API message asking for ``call`` (``stop_reason: tool_use``)."""
+    body = anthropic_message(model, call.preamble)
+    text = [{"type": "text", "text": call.preamble}] if call.preamble else []
+    body["content"] = [
+        *text,
+        {"type": "tool_use", "id": call.tool_use_id, "name": call.name, "input": call.arguments},
+    ]
+    body["stop_reason"] = "tool_use"
+    return body
+
+
+def anthropic_tool_events(model: str, call: ToolCall) -> list[bytes]:
+    """Messages API events: the preamble block, a tool_use block whose input arrives as
+    ``input_json_delta`` pieces, then ``stop_reason: tool_use``."""
+    events = anthropic_events(model, [call.preamble] if call.preamble else [])
+    head = events[:-2] if call.preamble else events[:1]
+    index = 1 if call.preamble else 0
+    block = {"type": "tool_use", "id": call.tool_use_id, "name": call.name, "input": {}}
+    head.append(
+        _event(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": block},
+        )
+    )
+    head += [
+        _event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": piece},
+            },
+        )
+        for piece in call.argument_pieces()
+    ]
+    head.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+    head.append(
+        _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                "usage": {"output_tokens": COMPLETION_TOKENS},
+            },
+        )
+    )
+    head.append(_event("message_stop", {"type": "message_stop"}))
+    return head
+
+
+def tool_call_body(path: str, model: str, call: ToolCall) -> dict[str, Any]:
+    """The non-streamed answer asking for ``call`` on ``path``."""
+    if path == "/v1/chat/completions":
+        return chat_tool_completion(model, call)
+    if path == "/v1/responses":
+        return responses_tool_object(model, call)
+    return anthropic_tool_message(model, call)
+
+
+def tool_call_events(path: str, model: str, body: Any, call: ToolCall) -> list[bytes]:
+    """The streamed answer asking for ``call`` on ``path``."""
+    if path == "/v1/chat/completions":
+        return chat_tool_events(model, body, call)
+    if path == "/v1/responses":
+        return responses_tool_events(model, call)
+    return anthropic_tool_events(model, call)
