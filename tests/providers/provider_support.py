@@ -23,8 +23,8 @@ from aiohttp import web
 
 from tollway.config import ProviderConfig, Timeouts
 from tollway.dialects.endpoints import Endpoint
+from tollway.plugins.registry import Plugins
 from tollway.providers.base import Provider, UpstreamCall
-from tollway.providers.registry import PROVIDER_TYPES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -41,7 +41,7 @@ def fixture_json(name: str) -> Any:
 
 def build(kind: str, name: str = "up", **config: Any) -> Provider:
     """A provider of ``kind`` built from a validated ProviderConfig."""
-    return PROVIDER_TYPES[kind](name, ProviderConfig(type=kind, **config), Timeouts())
+    return Plugins().provider(kind)(name, ProviderConfig(type=kind, **config), Timeouts())
 
 
 def call(

@@ -10,9 +10,9 @@ from genai_prices import data as price_data
 from provider_support import FakeUpstream, Reply, build, call
 
 from tollway.dialects.endpoints import Endpoint
+from tollway.plugins.groups import Group, names
 from tollway.providers.base import Provider
 from tollway.providers.openai import OpenAIProvider
-from tollway.providers.registry import PROVIDER_TYPES
 
 KEY = "sk-preset-SECRET-1a2b3c4d5e6f"
 # type: (default base URL, price-database id)
@@ -38,9 +38,9 @@ PATHS = {
 }
 
 
-def test_every_type_is_registered() -> None:
+def test_every_type_is_registered_through_entry_points() -> None:
     expected = {"openai", "anthropic", "azure", "gemini", "bedrock", *HOSTED, *LOCAL}
-    assert set(PROVIDER_TYPES) == expected
+    assert set(names(Group.PROVIDERS)) == expected
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTED))

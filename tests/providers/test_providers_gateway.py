@@ -187,7 +187,9 @@ async def test_responses_api_tool_call_on_bedrock(
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     }
     async with client.responses.stream(
-        model="nova", input="Weather in Paris?", tools=[weather]  # type: ignore[list-item]
+        model="nova",
+        input="Weather in Paris?",
+        tools=[weather],  # type: ignore[list-item]
     ) as stream:
         async for _ in stream:
             pass

@@ -33,6 +33,7 @@ from tollway.dialects.endpoints import Endpoint
 from tollway.providers.openai import OpenAIProvider
 from tollway.routing.affinity import affinity_key
 from tollway.routing.router import Plan, Router
+from tollway.routing.strategy import LeastBusy, LowestLatency, Weighted
 
 CHAT = Endpoint.CHAT_COMPLETIONS
 SYSTEM = {"role": "system", "content": "You are a terse assistant."}
@@ -240,6 +241,7 @@ def test_odd_shapes_do_not_raise() -> None:
 
 # --------------------------------------------------------------------------- Plan.choose
 
+STRATEGIES = {"weighted": Weighted(), "least-busy": LeastBusy(), "lowest-latency": LowestLatency()}
 PROVIDERS = {
     name: OpenAIProvider(name, ProviderConfig(type="openai", api_key="sk-unit-0000"), Timeouts())
     for name in ("p-a", "p-b", "p-c")
@@ -259,7 +261,9 @@ def _plan(weights: dict[str, float], **fields: Any) -> Plan:
         ],
         **fields,
     )
-    return Router([entry], dict(PROVIDERS), CircuitConfig(failures=1, cooldown=60)).resolve("m")
+    return Router(
+        [entry], dict(PROVIDERS), CircuitConfig(failures=1, cooldown=60), STRATEGIES
+    ).resolve("m")
 
 
 def _owner(plan: Plan, key: str | None, avoid: set[int] | None = None) -> str:
@@ -301,11 +305,14 @@ _OTHER_PROCESS = """
 from tollway.config import CircuitConfig, ModelConfig, ProviderConfig, Timeouts
 from tollway.providers.openai import OpenAIProvider
 from tollway.routing.router import Router
+from tollway.routing.strategy import Weighted
 
+STRATEGIES = {"weighted": Weighted()}
 config = ProviderConfig(type="openai", api_key="sk-unit-0000")
 providers = {n: OpenAIProvider(n, config, Timeouts()) for n in ("p-a", "p-b", "p-c")}
 deployments = [{"provider": n, "model": "up-" + n} for n in providers]
-plan = Router([ModelConfig(name="m", deployments=deployments)], providers, CircuitConfig())
+models = [ModelConfig(name="m", deployments=deployments)]
+plan = Router(models, providers, CircuitConfig(), STRATEGIES)
 routes = [plan.resolve("m").choose(None, f"opening:{i:08x}") for i in range(300)]
 print(",".join(route.provider.name for route in routes if route))
 """

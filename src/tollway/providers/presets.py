@@ -1,9 +1,10 @@
 """OpenAI-compatible services by name, so ``type: groq`` needs only a key.
 
-Each preset is a row of ``PRESETS``: the OpenAI provider with another default
-``base_url`` and the service's id in the price database (genai-prices); its class is
-built from the row. A configured ``base_url`` still wins, e.g. for a proxy in front of
-the service (prices are then matched by that URL's host).
+Each preset is the OpenAI provider with another default ``base_url`` and the
+service's id in the price database (genai-prices), registered under its ``type`` name
+like every provider (entry points, see pyproject.toml). A configured ``base_url``
+still wins, e.g. for a proxy in front of the service (prices are then matched by that
+URL's host).
 
 Presets serve chat.completions, completions and embeddings natively. Most of these
 services do not offer the Responses API, so a Responses call is translated to chat
@@ -11,7 +12,8 @@ completions, as for every provider type without it. (Not every service offers ev
 of the three either; an unsupported one is answered by the service itself.)
 
 Local servers (Ollama, vLLM, LM Studio) need no key: without ``api_key`` no
-``authorization`` header is sent. They have no price id; set ``price:`` on their models.
+``authorization`` header is sent. They have no price id (``None``, inherited); set
+``price:`` on their models.
 
 Base URLs, from each service's OpenAI-compatibility docs:
 
@@ -30,7 +32,6 @@ Base URLs, from each service's OpenAI-compatibility docs:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from tollway.dialects.endpoints import Endpoint
@@ -50,52 +51,75 @@ class OpenAICompatibleProvider(OpenAIProvider):
     chat_output_limit_field: ClassVar[str] = "max_tokens"
 
 
-@dataclass(frozen=True, slots=True)
-class Preset:
-    """One OpenAI-compatible service: where it answers and how it is priced."""
+class GroqProvider(OpenAICompatibleProvider):
+    """Groq."""
 
-    about: str  # the provider class's docstring
-    base_url: str
-    price_id: str | None = None  # None: a local server; set ``price:`` on its models
+    default_base_url = "https://api.groq.com/openai/v1"
+    price_provider_id = "groq"
 
 
-PRESETS: dict[str, Preset] = {
-    "groq": Preset("Groq.", "https://api.groq.com/openai/v1", "groq"),
-    "together": Preset("Together AI.", "https://api.together.xyz/v1", "together"),
-    "mistral": Preset("Mistral AI (La Plateforme).", "https://api.mistral.ai/v1", "mistral"),
-    "deepseek": Preset(
-        "DeepSeek (its documented base URL has no ``/v1``; both forms are served).",
-        "https://api.deepseek.com",
-        "deepseek",
-    ),
-    "xai": Preset("xAI (Grok).", "https://api.x.ai/v1", "x-ai"),
-    "fireworks": Preset("Fireworks AI.", "https://api.fireworks.ai/inference/v1", "fireworks"),
-    "openrouter": Preset("OpenRouter.", "https://openrouter.ai/api/v1", "openrouter"),
-    "perplexity": Preset(
-        "Perplexity (its documented base URL has no ``/v1``).",
-        "https://api.perplexity.ai",
-        "perplexity",
-    ),
-    "ollama": Preset("A local Ollama server; no key needed.", "http://127.0.0.1:11434/v1"),
-    "vllm": Preset(
-        "A local vLLM server; no key needed unless it was started with ``--api-key``.",
-        "http://127.0.0.1:8000/v1",
-    ),
-    "lmstudio": Preset("A local LM Studio server; no key needed.", "http://127.0.0.1:1234/v1"),
-}
+class TogetherProvider(OpenAICompatibleProvider):
+    """Together AI."""
+
+    default_base_url = "https://api.together.xyz/v1"
+    price_provider_id = "together"
 
 
-def preset_type(name: str, preset: Preset) -> type[OpenAICompatibleProvider]:
-    """The provider class for one preset."""
+class MistralProvider(OpenAICompatibleProvider):
+    """Mistral AI (La Plateforme)."""
 
-    class PresetProvider(OpenAICompatibleProvider):
-        default_base_url = preset.base_url
-        price_provider_id = preset.price_id
-
-    PresetProvider.__name__ = PresetProvider.__qualname__ = f"{name.capitalize()}Provider"
-    PresetProvider.__doc__ = preset.about
-    return PresetProvider
+    default_base_url = "https://api.mistral.ai/v1"
+    price_provider_id = "mistral"
 
 
-PRESET_TYPES = {name: preset_type(name, preset) for name, preset in PRESETS.items()}
-"""Preset provider classes by ``type`` name."""
+class DeepseekProvider(OpenAICompatibleProvider):
+    """DeepSeek (its documented base URL has no ``/v1``; both forms are served)."""
+
+    default_base_url = "https://api.deepseek.com"
+    price_provider_id = "deepseek"
+
+
+class XaiProvider(OpenAICompatibleProvider):
+    """xAI (Grok)."""
+
+    default_base_url = "https://api.x.ai/v1"
+    price_provider_id = "x-ai"
+
+
+class FireworksProvider(OpenAICompatibleProvider):
+    """Fireworks AI."""
+
+    default_base_url = "https://api.fireworks.ai/inference/v1"
+    price_provider_id = "fireworks"
+
+
+class OpenrouterProvider(OpenAICompatibleProvider):
+    """OpenRouter."""
+
+    default_base_url = "https://openrouter.ai/api/v1"
+    price_provider_id = "openrouter"
+
+
+class PerplexityProvider(OpenAICompatibleProvider):
+    """Perplexity (its documented base URL has no ``/v1``)."""
+
+    default_base_url = "https://api.perplexity.ai"
+    price_provider_id = "perplexity"
+
+
+class OllamaProvider(OpenAICompatibleProvider):
+    """A local Ollama server; no key needed."""
+
+    default_base_url = "http://127.0.0.1:11434/v1"
+
+
+class VllmProvider(OpenAICompatibleProvider):
+    """A local vLLM server; no key needed unless it was started with ``--api-key``."""
+
+    default_base_url = "http://127.0.0.1:8000/v1"
+
+
+class LmstudioProvider(OpenAICompatibleProvider):
+    """A local LM Studio server; no key needed."""
+
+    default_base_url = "http://127.0.0.1:1234/v1"

@@ -1,32 +1,22 @@
-"""Provider types by name, and building the configured providers."""
+"""Building the configured providers from their types (plugins; see tollway.plugins)."""
 
 from __future__ import annotations
 
-from tollway.providers.anthropic import AnthropicProvider
-from tollway.providers.azure import AzureOpenAIProvider
+from collections.abc import Callable
+
 from tollway.providers.base import Provider
-from tollway.providers.bedrock import BedrockProvider
-from tollway.providers.gemini import GeminiProvider
-from tollway.providers.openai import OpenAIProvider
-from tollway.providers.presets import PRESET_TYPES
 from tollway.settings import Settings
 
-PROVIDER_TYPES: dict[str, type[Provider]] = {
-    "openai": OpenAIProvider,
-    "anthropic": AnthropicProvider,
-    "azure": AzureOpenAIProvider,
-    "gemini": GeminiProvider,
-    "bedrock": BedrockProvider,
-    **PRESET_TYPES,
-}
+ProviderType = Callable[[str], type[Provider]]
 
 
-def build_providers(settings: Settings) -> dict[str, Provider]:
+def build_providers(settings: Settings, provider_type: ProviderType) -> dict[str, Provider]:
     """One provider instance (with its own connection pool) per configured account,
-    bounded by the settings' response and event size limits."""
+    bounded by the settings' response and event size limits. ``provider_type`` gives the
+    class registered for a ``type:`` name."""
     providers: dict[str, Provider] = {}
     for name, config in settings.providers.items():
-        provider = PROVIDER_TYPES[config.type](name, config, settings.timeouts)
+        provider = provider_type(config.type)(name, config, settings.timeouts)
         provider.bound(settings.max_response_bytes, settings.max_event_bytes)
         providers[name] = provider
     return providers

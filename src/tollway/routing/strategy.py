@@ -4,13 +4,52 @@ from __future__ import annotations
 
 import math
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from tollway.routing.deployment import Deployment
 
 
+class Strategy(ABC):
+    """How a model picks one of its ready deployments (``routing:`` in its config).
+
+    Strategies are plugins (entry-point group ``tollway.strategies``); the built-in ones
+    are registered the same way. A strategy is built once per gateway and called on the
+    request path, so ``choose`` must be quick and must not block.
+    """
+
+    @abstractmethod
+    def choose(self, ready: Sequence[Deployment]) -> Deployment:
+        """One of ``ready`` (never empty; each is available right now)."""
+
+
+class Weighted(Strategy):
+    """At random, in proportion to each deployment's ``weight``."""
+
+    def choose(self, ready: Sequence[Deployment]) -> Deployment:
+        return random.choices(ready, weights=[d.weight for d in ready])[0]  # noqa: S311
+
+
+class LeastBusy(Strategy):
+    """The one with the fewest calls in flight (ties at random)."""
+
+    def choose(self, ready: Sequence[Deployment]) -> Deployment:
+        fewest = min(d.in_flight for d in ready)
+        return random.choice([d for d in ready if d.in_flight == fewest])  # noqa: S311
+
+
+class LowestLatency(Strategy):
+    """The fastest by recent latency; one never tried yet is tried first."""
+
+    def choose(self, ready: Sequence[Deployment]) -> Deployment:
+        untried = [d for d in ready if d.latency_ewma_ms is None]
+        if untried:
+            return random.choice(untried)  # noqa: S311
+        return min(ready, key=lambda d: d.latency_ewma_ms or 0.0)
+
+
 def pick(
-    deployments: Sequence[Deployment], strategy: str, avoid: set[int] | None = None
+    deployments: Sequence[Deployment], strategy: Strategy, avoid: set[int] | None = None
 ) -> Deployment | None:
     """One available deployment (preferring ones not in ``avoid``), or None."""
     ready = [d for d in deployments if d.available()]
@@ -21,15 +60,7 @@ def pick(
         return None
     if len(ready) == 1:
         return ready[0]
-    if strategy == "least-busy":
-        fewest = min(d.in_flight for d in ready)
-        return random.choice([d for d in ready if d.in_flight == fewest])  # noqa: S311
-    if strategy == "lowest-latency":
-        untried = [d for d in ready if d.latency_ewma_ms is None]
-        if untried:
-            return random.choice(untried)  # noqa: S311
-        return min(ready, key=lambda d: d.latency_ewma_ms or 0.0)
-    return random.choices(ready, weights=[d.weight for d in ready])[0]  # noqa: S311
+    return strategy.choose(ready)
 
 
 _MASK64 = (1 << 64) - 1

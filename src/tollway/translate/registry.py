@@ -4,29 +4,13 @@ client -> Anthropic, say)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
 from tollway.dialects.endpoints import Endpoint
 from tollway.errors import TollwayError
-from tollway.translate.anthropic_to_openai import AnthropicToOpenAIChat
 from tollway.translate.base import Body, StreamTranslator, Translator
-from tollway.translate.openai_to_anthropic import OpenAIChatToAnthropic
-from tollway.translate.openai_to_bedrock import OpenAIChatToBedrock
-from tollway.translate.openai_to_gemini import OpenAIChatToGemini
-from tollway.translate.responses_to_openai import ResponsesToOpenAIChat
-
-_DIRECT: dict[tuple[Endpoint, Endpoint], type[Translator]] = {
-    (cls.client_endpoint, cls.upstream_endpoint): cls
-    for cls in (
-        OpenAIChatToAnthropic,
-        AnthropicToOpenAIChat,
-        OpenAIChatToGemini,
-        OpenAIChatToBedrock,
-        ResponsesToOpenAIChat,
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -81,16 +65,26 @@ class _Chain(Translator):
         return _ChainStream(self._outer.stream(), self._inner.stream())
 
 
-def translation(client: Endpoint, upstream: frozenset[Endpoint]) -> Path | None:
-    """A way from the client's endpoint to one the provider serves, or None."""
-    for target in sorted(upstream):
-        direct = _DIRECT.get((client, target))
-        if direct is not None:
-            return Path(target, direct)
-    outer = _DIRECT.get((client, Endpoint.CHAT_COMPLETIONS))
-    if outer is not None:
+class Translations:
+    """Every translator installed (plugins, ``tollway.translators``), by the pair of
+    endpoints each one joins."""
+
+    def __init__(self, translators: Iterable[type[Translator]]) -> None:
+        self._direct: dict[tuple[Endpoint, Endpoint], type[Translator]] = {
+            (cls.client_endpoint, cls.upstream_endpoint): cls for cls in translators
+        }
+
+    def path(self, client: Endpoint, upstream: frozenset[Endpoint]) -> Path | None:
+        """A way from the client's endpoint to one the provider serves, or None."""
+        direct = self._direct
         for target in sorted(upstream):
-            inner = _DIRECT.get((Endpoint.CHAT_COMPLETIONS, target))
-            if inner is not None:
-                return Path(target, partial(_Chain, outer=outer, inner=inner))
-    return None
+            one = direct.get((client, target))
+            if one is not None:
+                return Path(target, one)
+        outer = direct.get((client, Endpoint.CHAT_COMPLETIONS))
+        if outer is not None:
+            for target in sorted(upstream):
+                inner = direct.get((Endpoint.CHAT_COMPLETIONS, target))
+                if inner is not None:
+                    return Path(target, partial(_Chain, outer=outer, inner=inner))
+        return None
