@@ -1,0 +1,1 @@
+"""Guards: what a request or answer may contain (PII, secrets, injection, limits)."""
