@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import fastapi.routing
@@ -16,7 +17,6 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException
 
 from tollway import __version__
-from tollway.admin import admin_keys, audit, keys, projects, providers, spend
 from tollway.admin.deps import GUARD_MARK, AdminContext
 from tollway.admin.schemas import errors
 from tollway.dialects.render import render_error
@@ -147,8 +147,9 @@ def ensure_guarded(app: FastAPI) -> None:
             raise RuntimeError(f"management route {route.path} has no admin guard")
 
 
-def build_admin_app(ctx: AdminContext) -> FastAPI:
-    """The FastAPI app behind the gateway's proxy routes."""
+def build_admin_app(ctx: AdminContext, routers: Sequence[APIRouter]) -> FastAPI:
+    """The FastAPI app behind the gateway's proxy routes: ``routers`` (plugins, built-in
+    or not, under /api/v1), health checks; it refuses to build if a route is unguarded."""
     app = FastAPI(
         title="Tollway management API",
         version=__version__,
@@ -160,8 +161,8 @@ def build_admin_app(ctx: AdminContext) -> FastAPI:
     _install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX, responses=errors(400, 401, 403, 422))
-    for module in (keys, projects, spend, providers, audit, admin_keys):
-        api.include_router(module.router)
+    for router in routers:
+        api.include_router(router)
     app.include_router(api)
 
     @app.get("/health/live", tags=["health"])

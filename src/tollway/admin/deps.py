@@ -15,8 +15,12 @@ from fastapi import Depends, Request
 
 from tollway.auth.credentials import presented_key
 from tollway.auth.secrets import ServerKeys
+from tollway.config import scope_groups
 from tollway.errors import BadRequest, Forbidden, Unauthorized
+from tollway.guards.runner import Guards
 from tollway.metering.records import Recorder
+from tollway.plugins.groups import PluginError
+from tollway.settings import Settings
 from tollway.store import admin_keys
 from tollway.store.db import Database
 from tollway.store.ids import ADMIN_KEY_PREFIX
@@ -52,6 +56,37 @@ def context(request: Request) -> AdminContext:
 
 
 Context = Annotated[AdminContext, Depends(context)]
+
+
+def configured(request: Request) -> Settings:
+    """The settings the gateway runs with (providers, models, model groups)."""
+    settings: Settings = request.app.state.gateway.settings
+    return settings
+
+
+Configured = Annotated[Settings, Depends(configured)]
+
+
+def check_guard_settings(request: Request, guards: dict[str, Any] | None) -> None:
+    """A 400 naming the guard when a setting cannot build it: an unknown (not installed)
+    guard, an option it does not know or a bad value, an action it cannot take. Checked
+    here so a bad setting never reaches a call."""
+    checker: Guards = request.app.state.gateway.guards
+    for name, setting in (guards or {}).items():
+        try:
+            checker.check(name, setting)
+        except (ValueError, PluginError) as exc:
+            raise BadRequest(f"guards.{name}: {exc}", param=f"guards.{name}") from None
+
+
+def check_model_scope(scope: list[str] | None, settings: Settings, field: str = "models") -> None:
+    """A 400 naming the first ``group:<name>`` in ``scope`` that no configured group has."""
+    for name in scope_groups(scope):
+        if name not in settings.model_groups:
+            known = ", ".join(sorted(settings.model_groups)) or "none configured"
+            raise BadRequest(
+                f"{field}: unknown model group '{name}' (model_groups: {known}).", param=field
+            )
 
 
 async def authenticate(request: Request, ctx: AdminContext) -> Admin:

@@ -185,17 +185,19 @@ def _iso_text(value: Any) -> Any:
 Instant = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc_instant)]
 
 
-def _bad_key(key: object) -> str | None:
+def _bad_key(key: object, what: str = "metadata field names") -> str | None:
     if not isinstance(key, str) or not key:
-        return "metadata field names must be non-empty strings"
+        return f"{what} must be non-empty strings"
     if len(key) > MAX_METADATA_KEY:
-        return f"metadata field names must be at most {MAX_METADATA_KEY} characters"
+        return f"{what} must be at most {MAX_METADATA_KEY} characters"
     if _text_problem(key) or not printable(key):
-        return "metadata field names must be printable text"
+        return f"{what} must be printable text"
     return None
 
 
-def _bad_value(value: Any, depth: int) -> tuple[tuple[str | int, ...], str] | None:
+def _bad_value(
+    value: Any, depth: int, what: str = "metadata field names"
+) -> tuple[tuple[str | int, ...], str] | None:
     """Where inside ``value`` (a path below it) it breaks the metadata bounds, and how."""
     if value is None or isinstance(value, bool):
         return None
@@ -216,9 +218,21 @@ def _bad_value(value: Any, depth: int) -> tuple[tuple[str | int, ...], str] | No
         return (), f"lists and objects must nest at most {MAX_METADATA_DEPTH} deep"
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
-        if isinstance(value, dict) and (problem := _bad_key(key)):
+        if isinstance(value, dict) and (problem := _bad_key(key, what)):
             return (), problem
-        found = _bad_value(item, depth + 1)
+        found = _bad_value(item, depth + 1, what)
+        if found:
+            return (key, *found[0]), found[1]
+    return None
+
+
+def object_problem(value: dict[str, Any], what: str) -> tuple[tuple[str | int, ...], str] | None:
+    """Where an object of free-form values (metadata, guard options) breaks the metadata
+    bounds of its names, values and nesting, and how; None when it does not."""
+    for key, item in value.items():
+        if problem := _bad_key(key, what):
+            return (key,), problem
+        found = _bad_value(item, 0, what)
         if found:
             return (key, *found[0]), found[1]
     return None

@@ -6,7 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from tollway.admin.deps import Caller, Context, require_role
+from tollway.admin.deps import (
+    Caller,
+    Configured,
+    Context,
+    check_guard_settings,
+    check_model_scope,
+    require_role,
+)
 from tollway.admin.fields import parse_ttl
 from tollway.admin.schemas import (
     KeyCreate,
@@ -27,10 +34,18 @@ DEFAULT_PROJECT = "default"
 
 
 @router.post("", status_code=201, response_model=KeyCreated)
-async def create_key(body: KeyCreate, ctx: Context, caller: Caller) -> KeyCreated:
+async def create_key(
+    body: KeyCreate,
+    ctx: Context,
+    caller: Caller,
+    settings: Configured,
+    request: Request,
+) -> KeyCreated:
     """Mint a key. The secret is in this answer and nowhere else, ever."""
     if body.ttl is not None and body.expires_at is not None:
         raise BadRequest("Give either 'ttl' or 'expires_at', not both.", param="ttl")
+    check_model_scope(body.models, settings)
+    check_guard_settings(request, body.guards)
     fields = body.model_dump(exclude={"name", "project", "ttl", "expires_at"})
     async with ctx.db.transaction() as session:
         project = await project_store.find(session, body.project or DEFAULT_PROJECT)
@@ -73,6 +88,7 @@ _AUDITED = {
     "max_parallel",
     "max_requests",
     "metadata",
+    "guards",
 }
 
 
@@ -123,8 +139,17 @@ async def show_key(key_id: str, ctx: Context) -> KeyPublic:
 
 
 @router.patch("/{key_id}", response_model=KeyPublic, responses=errors(404))
-async def update_key(key_id: str, body: KeyUpdate, ctx: Context, caller: Caller) -> KeyPublic:
-    """Change a key's name, models, limits, metadata or active flag."""
+async def update_key(
+    key_id: str,
+    body: KeyUpdate,
+    ctx: Context,
+    caller: Caller,
+    settings: Configured,
+    request: Request,
+) -> KeyPublic:
+    """Change a key's name, models, limits, guards, metadata or active flag."""
+    check_model_scope(body.models, settings)
+    check_guard_settings(request, body.guards)
     changes = body.model_dump(exclude_unset=True)
     async with ctx.db.transaction() as session:
         key = await key_store.get(session, key_id)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollway.admin.deps import Caller, Context, require_role
+from tollway.admin.deps import (
+    Caller,
+    Configured,
+    Context,
+    check_guard_settings,
+    check_model_scope,
+    require_role,
+)
 from tollway.admin.schemas import (
     ProjectCreate,
     ProjectPublic,
@@ -44,18 +51,35 @@ async def _project(session: AsyncSession, ref: str) -> Project:
     return project
 
 
+def _changes(body: ProjectCreate | ProjectUpdate, mode: str = "python") -> dict[str, Any]:
+    """The fields sent; a cache setting whole, with its default TTL when none was sent."""
+    changes = body.model_dump(mode=mode, exclude_unset=True)
+    if body.cache is not None:
+        changes["cache"] = body.cache.model_dump(mode=mode)
+    return changes
+
+
 def _audited(body: ProjectCreate | ProjectUpdate) -> dict[str, object]:
     # Credential values never reach the audit trail; which providers changed does.
-    details = body.model_dump(mode="json", exclude_unset=True, exclude={"credentials"})
+    details = _changes(body, "json")
+    details.pop("credentials", None)
     if body.credentials is not None:
         details["credential_providers"] = sorted(body.credentials)
     return details
 
 
 @router.post("", status_code=201, response_model=ProjectPublic)
-async def create_project(body: ProjectCreate, ctx: Context, caller: Caller) -> ProjectPublic:
+async def create_project(
+    body: ProjectCreate,
+    ctx: Context,
+    caller: Caller,
+    settings: Configured,
+    request: Request,
+) -> ProjectPublic:
     """Create a project."""
     _check_credentials(body, ctx.provider_names)
+    check_model_scope(body.models, settings)
+    check_guard_settings(request, body.guards)
     taken = BadRequest(f"A project named '{body.name}' already exists.", param="name")
     async with ctx.db.transaction() as session:
         if await project_store.by_name(session, body.name) is not None:
@@ -105,16 +129,22 @@ async def show_project(project_ref: str, ctx: Context) -> ProjectPublic:
 
 @router.patch("/{project_ref}", response_model=ProjectPublic, responses=errors(404))
 async def update_project(
-    project_ref: str, body: ProjectUpdate, ctx: Context, caller: Caller
+    project_ref: str,
+    body: ProjectUpdate,
+    ctx: Context,
+    caller: Caller,
+    settings: Configured,
+    request: Request,
 ) -> ProjectPublic:
-    """Change limits, metadata, credentials, or (de)activate: a deactivated project's
-    keys stop working on the next request."""
+    """Change limits, policies (models, guards, CORS origins, cache), metadata,
+    credentials, or (de)activate: a deactivated project's keys stop working on the next
+    request, and every change applies to its keys' next request."""
     _check_credentials(body, ctx.provider_names)
+    check_model_scope(body.models, settings)
+    check_guard_settings(request, body.guards)
     async with ctx.db.transaction() as session:
         project = await _project(session, project_ref)
-        await project_store.apply_update(
-            session, ctx.server_keys, project, body.model_dump(exclude_unset=True)
-        )
+        await project_store.apply_update(session, ctx.server_keys, project, _changes(body))
         await append(
             session,
             ctx.server_keys.audit,

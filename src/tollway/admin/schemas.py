@@ -35,6 +35,13 @@ from tollway.admin.fields import (
     parse_ttl,
     storable,
 )
+from tollway.admin.policies import (
+    DEFAULT_CACHE_TTL,
+    CacheTtl,
+    CorsOrigins,
+    Guards,
+    ModelScope,
+)
 from tollway.bounds import (
     MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
@@ -84,10 +91,9 @@ class KeyCreate(Limits):
         None, description="'90s', '15m', '24h', '7d' or seconds."
     )
     expires_at: Instant | None = None
-    models: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
-        None, description="Model names or globs this key may use (default: all)."
-    )
+    models: ModelScope | None = None
     max_requests: BigLimit | None = None
+    guards: Guards | None = Field(None, description="Overrides of the project's guards.")
 
     @field_validator("ttl")
     @classmethod
@@ -113,9 +119,10 @@ class KeyUpdate(Limits):
     """``PATCH /api/v1/keys/{id}``: only the fields sent change."""
 
     name: Patch[Annotated[str, Field(min_length=1, max_length=200)]] = None
-    models: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
+    models: ModelScope | None = None
     max_requests: BigLimit | None = None
     active: Patch[StrictBool] = None
+    guards: Guards | None = Field(None, description="Overrides of the project's guards.")
 
 
 class SpendSummary(BaseModel):
@@ -147,6 +154,7 @@ class KeyPublic(BaseModel):
     max_requests: int | None
     request_count: int
     metadata: dict[str, Any]
+    guards: dict[str, Any]
     created_by: str
     created_at: datetime
     updated_at: datetime
@@ -159,7 +167,23 @@ class KeyCreated(KeyPublic):
     key: str
 
 
-class ProjectCreate(Limits):
+class CacheSettings(Body):
+    """A project's response cache."""
+
+    enabled: StrictBool
+    ttl: CacheTtl = DEFAULT_CACHE_TTL
+
+
+class ProjectPolicies(Limits):
+    """What a project asks of the proxy for its keys; null clears a policy."""
+
+    models: ModelScope | None = None
+    guards: Guards | None = None
+    cors_origins: CorsOrigins | None = None
+    cache: CacheSettings | None = None
+
+
+class ProjectCreate(ProjectPolicies):
     """``POST /api/v1/projects``."""
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -168,11 +192,18 @@ class ProjectCreate(Limits):
     )
 
 
-class ProjectUpdate(Limits):
+class ProjectUpdate(ProjectPolicies):
     """``PATCH /api/v1/projects/{id}``: only the fields sent change."""
 
     active: Patch[StrictBool] = None
     credentials: dict[str, Credential] | None = None
+
+
+class CachePublic(BaseModel):
+    """A project's response cache as stored."""
+
+    enabled: bool
+    ttl: int
 
 
 class ProjectPublic(BaseModel):
@@ -187,10 +218,32 @@ class ProjectPublic(BaseModel):
     tpm: int | None
     max_parallel: int | None
     metadata: dict[str, Any]
+    models: list[str] | None
+    guards: dict[str, Any]
+    cors_origins: list[str]
+    cache: CachePublic | None
     credential_providers: list[str]
     created_at: datetime
     updated_at: datetime
     spend_usd: SpendSummary | None = None
+
+
+class SwitchesPublic(BaseModel):
+    """Every configured kill switch: true is on (serving), false is off."""
+
+    proxy: bool
+    providers: dict[str, bool]
+    deployments: dict[str, bool] = Field(description="By 'provider/model'.")
+
+
+class SwitchesUpdate(Body):
+    """``PATCH /api/v1/switches``: only the switches sent change."""
+
+    proxy: Patch[StrictBool] = None
+    providers: Patch[dict[str, StrictBool]] = None
+    deployments: Patch[dict[str, StrictBool]] = Field(
+        None, description="By 'provider/model', as GET lists them."
+    )
 
 
 class RevokeResult(BaseModel):

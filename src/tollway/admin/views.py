@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollway.admin.schemas import (
     AdminKeyPublic,
     AuditEntryPublic,
+    CachePublic,
     KeyPublic,
     ProjectPublic,
     SpendSummary,
@@ -91,6 +92,7 @@ def key_public(key: VirtualKey, project_active: bool = True) -> KeyPublic:
         revoked_at=as_utc(key.revoked_at),
         expires_at=as_utc(key.expires_at),
         models=key.models,
+        guards=key.guards or {},
         max_requests=key.max_requests,
         request_count=key.request_count,
         created_by=key.created_by,
@@ -104,6 +106,10 @@ def project_public(project: Project, server_keys: ServerKeys) -> ProjectPublic:
         id=project.id,
         name=project.name,
         active=project.active,
+        models=project.models,
+        guards=project.guards or {},
+        cors_origins=project.cors_origins or [],
+        cache=CachePublic(**project.cache) if project.cache else None,
         credential_providers=sorted(project_store.open_credentials(server_keys, project)),
         **_limits_and_times(project),
     )

@@ -119,7 +119,12 @@ def opencode(new: NewKey) -> Setup:
     """opencode's ``opencode.json``: one OpenAI-compatible provider for every model."""
     # One provider serves Claude models too: the gateway translates to each one's API.
     # opencode offers only the models a provider lists.
-    concrete = [name for name in new.scope if not any(c in name for c in "*?[")]
+    # Globs and groups (``group:cheap``) name no model a client could pick.
+    concrete = [
+        name
+        for name in new.scope
+        if not any(c in name for c in "*?[") and not name.startswith("group:")
+    ]
     names = list(dict.fromkeys([*([new.model] if new.model else []), *concrete]))
     config: dict[str, Any] = {
         "$schema": "https://opencode.ai/config.json",

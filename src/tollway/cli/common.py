@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -31,6 +32,29 @@ MetaOption = Annotated[
     typer.Option("--meta", metavar="NAME=VALUE", help="Metadata field (repeat)."),
 ]
 
+ModelsOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NAMES",
+        help="The models it may call: names, globs or group:NAME, comma-separated (default: all).",
+    ),
+]
+GuardOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--guard",
+        metavar="NAME=ACTION",
+        help="A guard's action: block, redact, flag or off (repeat; e.g. pii=redact).",
+    ),
+]
+GuardsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--guards",
+        metavar="JSON",
+        help='Guards with options, as a JSON object of name -> {"action": ..., options}.',
+    ),
+]
 
 USAGE = 2  # the exit code of a command line that cannot work as written
 
@@ -68,6 +92,27 @@ def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, str]:
             die(f"{option} takes name=value, got {pair!r}", USAGE)
         out[name] = value
     return out
+
+
+def model_scope(models: str | None) -> list[str] | None:
+    """A comma-separated ``--models`` value as a list."""
+    return [m.strip() for m in models.split(",") if m.strip()] if models else None
+
+
+def guard_settings(guard: list[str] | None, guards: str | None) -> dict[str, Any] | None:
+    """``--guards JSON`` with each ``--guard NAME=ACTION`` setting that guard's action."""
+    out: dict[str, Any] = {}
+    if guards is not None:
+        try:
+            out = json.loads(guards)
+        except ValueError:
+            die(f"--guards takes a JSON object, got {guards!r}", USAGE)
+        if not isinstance(out, dict):
+            die("--guards takes a JSON object of guard name -> settings", USAGE)
+    for name, action in parse_pairs(guard, "--guard").items():
+        current = out.get(name)
+        out[name] = {**(current if isinstance(current, dict) else {}), "action": action}
+    return out if guards is not None or out else None
 
 
 def given(fields: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,11 @@ from tollway.cli.agents import KEY_VAR, TARGETS, NewKey, Setup, parse_targets, p
 from tollway.cli.common import (
     USAGE,
     BudgetOption,
+    GuardOption,
+    GuardsOption,
     JsonOption,
     MetaOption,
+    ModelsOption,
     ParallelOption,
     PeriodOption,
     RpmOption,
@@ -21,7 +24,9 @@ from tollway.cli.common import (
     die,
     given,
     group,
+    guard_settings,
     limit_fields,
+    model_scope,
     parse_pairs,
     patch,
     run,
@@ -32,19 +37,8 @@ from tollway.cli.connection import connected, connection, is_http_url
 app = group("keys", "Virtual keys for clients and sandboxes.")
 COLUMNS = ["id", "name", "key_prefix", "project_id", "status", "expires_at", "models", "metadata"]
 
-ModelsOption = Annotated[
-    str | None,
-    typer.Option(
-        metavar="NAMES",
-        help="The models it may call: names or globs, comma-separated (default: all).",
-    ),
-]
 MaxRequestsOption = Annotated[int | None, typer.Option("--max-requests", help="Lifetime requests.")]
 SETUP_PANEL = "Agent setup"
-
-
-def _models(models: str | None) -> list[str] | None:
-    return [m.strip() for m in models.split(",") if m.strip()] if models else None
 
 
 @app.command("create")
@@ -65,6 +59,8 @@ def create(
     max_parallel: ParallelOption = None,
     max_requests: MaxRequestsOption = None,
     meta: MetaOption = None,
+    guard: GuardOption = None,
+    guards: GuardsOption = None,
     agents: Annotated[
         list[str] | None,
         typer.Option(
@@ -105,7 +101,7 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Mint a key; its secret is printed this once."""
-    targets = _targets([*(agents or []), *(["env"] if env else [])], model, _models(models))
+    targets = _targets([*(agents or []), *(["env"] if env else [])], model, model_scope(models))
     # Checked before the key exists: a usage error must not leave a key behind.
     base = _agent_base(ctx, base_url) if targets else ""
     body = limit_fields(budget, budget_period, rpm, tpm, max_parallel, meta) | given(
@@ -114,8 +110,9 @@ def create(
             "project": project,
             "ttl": ttl,
             "expires_at": expires_at,
-            "models": _models(models),
+            "models": model_scope(models),
             "max_requests": max_requests,
+            "guards": guard_settings(guard, guards),
         }
     )
     created = run(ctx, "POST", "/keys", json=body)
@@ -140,7 +137,9 @@ def _targets(requested: list[str], model: str | None, scope: list[str] | None) -
         die(f"--for: {exc}", USAGE)
     if model and not targets:
         die("--model sets the model in an agent's setup: give --for as well", USAGE)
-    if model and scope and not any(fnmatch.fnmatchcase(model, glob) for glob in scope):
+    # A scope naming a group is checked by the gateway: only it knows the group's models.
+    grouped = any(entry.startswith("group:") for entry in scope or ())
+    if model and scope and not grouped and not any(fnmatch.fnmatchcase(model, g) for g in scope):
         die(f"--model {model!r} is not among the key's --models", USAGE)
     return targets
 
@@ -216,14 +215,22 @@ def update(
     max_parallel: ParallelOption = None,
     max_requests: MaxRequestsOption = None,
     meta: MetaOption = None,
+    guard: GuardOption = None,
+    guards: GuardsOption = None,
     active: Annotated[
         bool | None, typer.Option("--activate/--deactivate", help="Switch the key on or off.")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change a key's name, models, limits, metadata or active flag."""
+    """Change a key's name, models, limits, guards, metadata or active flag."""
     body = limit_fields(budget, budget_period, rpm, tpm, max_parallel, meta) | given(
-        {"name": name, "models": _models(models), "max_requests": max_requests, "active": active}
+        {
+            "name": name,
+            "models": model_scope(models),
+            "max_requests": max_requests,
+            "guards": guard_settings(guard, guards),
+            "active": active,
+        }
     )
     patch(ctx, f"/keys/{key_id}", body, as_json)
 

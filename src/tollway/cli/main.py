@@ -1,5 +1,5 @@
-"""``tollway``: serve the gateway, migrate its database, and manage keys, projects, spend
-and the audit log of a running one."""
+"""``tollway``: serve the gateway, migrate its database, and manage keys, projects, spend,
+kill switches and the audit log of a running one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from tollway.cli import audit, keys, projects, spend
+from tollway.cli import audit, keys, projects, spend, switches
 
 app = typer.Typer(
     name="tollway",
@@ -25,6 +25,7 @@ app.add_typer(keys.app)
 app.add_typer(projects.app)
 app.add_typer(audit.app)
 app.add_typer(spend.app)
+app.add_typer(switches.app)
 
 ConfigOption = Annotated[
     Path | None,

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from tollway.cli.common import (
     BudgetOption,
+    GuardOption,
+    GuardsOption,
     JsonOption,
     MetaOption,
+    ModelsOption,
     ParallelOption,
     PeriodOption,
     RpmOption,
     TpmOption,
     given,
     group,
+    guard_settings,
     limit_fields,
+    model_scope,
     parse_pairs,
     patch,
     run,
@@ -25,7 +30,15 @@ from tollway.cli.common import (
 from tollway.cli.connection import connected
 
 app = group("projects", "Projects: budgets, limits and credentials shared by keys.")
-COLUMNS = ["id", "name", "active", "max_budget_usd", "budget_period", "credential_providers"]
+COLUMNS = [
+    "id",
+    "name",
+    "active",
+    "max_budget_usd",
+    "budget_period",
+    "models",
+    "credential_providers",
+]
 
 CredentialOption = Annotated[
     list[str] | None,
@@ -37,8 +50,51 @@ CredentialOption = Annotated[
 ]
 
 
+CorsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--cors-origin",
+        metavar="ORIGIN",
+        help="A browser origin its keys may be used from: https://app.example.com, "
+        "http://localhost:3000, or * for any (repeat).",
+    ),
+]
+CacheOption = Annotated[
+    bool | None, typer.Option("--cache/--no-cache", help="Cache responses for its keys.")
+]
+CacheTtlOption = Annotated[
+    int | None,
+    typer.Option("--cache-ttl", metavar="SECONDS", help="How long a cached answer is kept."),
+]
+
+
 def _credentials(credential: list[str] | None) -> dict[str, str] | None:
     return parse_pairs(credential, "--credential") or None
+
+
+def _cache(cache: bool | None, ttl: int | None) -> dict[str, Any] | None:
+    """--cache / --no-cache / --cache-ttl as the ``cache`` field (a TTL implies --cache)."""
+    if cache is None and ttl is None:
+        return None
+    return given({"enabled": cache if cache is not None else True, "ttl": ttl})
+
+
+def _policies(
+    models: str | None,
+    guard: list[str] | None,
+    guards: str | None,
+    cors_origin: list[str] | None,
+    cache: bool | None,
+    cache_ttl: int | None,
+) -> dict[str, Any]:
+    return given(
+        {
+            "models": model_scope(models),
+            "guards": guard_settings(guard, guards),
+            "cors_origins": cors_origin,
+            "cache": _cache(cache, cache_ttl),
+        }
+    )
 
 
 @app.command("create")
@@ -53,11 +109,19 @@ def create(
     max_parallel: ParallelOption = None,
     meta: MetaOption = None,
     credential: CredentialOption = None,
+    models: ModelsOption = None,
+    guard: GuardOption = None,
+    guards: GuardsOption = None,
+    cors_origin: CorsOption = None,
+    cache: CacheOption = None,
+    cache_ttl: CacheTtlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a project."""
-    body = limit_fields(budget, budget_period, rpm, tpm, max_parallel, meta) | given(
-        {"name": name, "credentials": _credentials(credential)}
+    body = (
+        limit_fields(budget, budget_period, rpm, tpm, max_parallel, meta)
+        | _policies(models, guard, guards, cors_origin, cache, cache_ttl)
+        | given({"name": name, "credentials": _credentials(credential)})
     )
     show(run(ctx, "POST", "/projects", json=body), as_json)
 
@@ -88,14 +152,22 @@ def update(
     max_parallel: ParallelOption = None,
     meta: MetaOption = None,
     credential: CredentialOption = None,
+    models: ModelsOption = None,
+    guard: GuardOption = None,
+    guards: GuardsOption = None,
+    cors_origin: CorsOption = None,
+    cache: CacheOption = None,
+    cache_ttl: CacheTtlOption = None,
     active: Annotated[
         bool | None, typer.Option("--activate/--deactivate", help="Switch all its keys.")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change a project's limits, credentials or active flag."""
-    body = limit_fields(budget, budget_period, rpm, tpm, max_parallel, meta) | given(
-        {"credentials": _credentials(credential), "active": active}
+    """Change a project's limits, policies, credentials or active flag."""
+    body = (
+        limit_fields(budget, budget_period, rpm, tpm, max_parallel, meta)
+        | _policies(models, guard, guards, cors_origin, cache, cache_ttl)
+        | given({"credentials": _credentials(credential), "active": active})
     )
     patch(ctx, f"/projects/{project}", body, as_json)
 

@@ -20,6 +20,7 @@ KEY_FIELDS = (
     "max_parallel",
     "max_requests",
     "models",
+    "guards",
 )
 
 

@@ -14,6 +14,8 @@ from tollway.store.ids import new_id, utcnow
 from tollway.store.tables import Project, VirtualKey
 
 LIMIT_FIELDS = ("max_budget_usd", "budget_period", "rpm", "tpm", "max_parallel")
+# Policies the proxy applies to the project's keys (JSON columns; null: not set).
+POLICY_FIELDS = ("models", "guards", "cors_origins", "cache")
 
 
 async def find(session: AsyncSession, ref: str) -> Project | None:
@@ -61,13 +63,15 @@ async def create(
         metadata_=fields.get("metadata") or {},
         created_at=now,
         updated_at=now,
-        **{field: fields.get(field) for field in LIMIT_FIELDS},
+        **{field: fields.get(field) for field in (*LIMIT_FIELDS, *POLICY_FIELDS)},
     )
     credentials = fields.get("credentials")
     if credentials:
         project.credentials = seal_credentials(keys, project.id, credentials)
     session.add(project)
     await session.flush()
+    if project.cors_origins:
+        await bump(session)  # the proxy's set of allowed browser origins changed
     return project
 
 
@@ -75,7 +79,7 @@ async def apply_update(
     session: AsyncSession, keys: ServerKeys, project: Project, changes: dict[str, Any]
 ) -> None:
     """Apply a partial update; invalidates cached key verifications."""
-    for field in LIMIT_FIELDS:
+    for field in (*LIMIT_FIELDS, *POLICY_FIELDS):
         if field in changes:
             setattr(project, field, changes[field])
     if "metadata" in changes:

@@ -46,6 +46,11 @@ class Project(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     # AES-GCM sealed JSON {provider_name: api_key}; never returned by the API.
     credentials: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Policies the proxy applies to the project's keys (null: not set).
+    models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    guards: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    cors_origins: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    cache: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -72,6 +77,8 @@ class VirtualKey(Base):
     max_requests: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     request_count: Mapped[int] = mapped_column(BigInteger, default=0)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    # Guard settings overriding the project's, guard by guard (null: none).
+    guards: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     expiry_audited: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -99,6 +106,18 @@ class Epoch(Base):
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Switch(Base):
+    """A kill switch an operator turned off (or back on): ``proxy``, ``provider:<name>``
+    or ``deployment:<provider>/<model>``. No row means on."""
+
+    __tablename__ = "switches"
+
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    changed_by: Mapped[str] = mapped_column(String(80))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AuditEntry(Base):
@@ -175,6 +194,8 @@ class SpendRecord(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     # Why a record is not plain: usage_invalid, crash_recovered, ... (comma-separated).
     flags: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    # What the guards decided: [{"guard", "action", "kinds", "count"}, ...] (None: nothing).
+    guards: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class BudgetSlot(Base):
