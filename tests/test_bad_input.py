@@ -193,7 +193,7 @@ def test_405_names_the_allowed_method(http: httpx.Client, path: str) -> None:
     # RFC 9110 section 15.5.6: a 405 carries an Allow header.
     response = http.get(path, headers=AUTH)
     assert response.status_code == 405
-    assert response.headers.get("allow") == "POST"
+    assert response.headers.get("allow") == "POST, OPTIONS"  # OPTIONS: CORS preflights
 
 
 def test_post_on_models_is_405(http: httpx.Client) -> None:

@@ -26,11 +26,15 @@ from tollway.asgi import send_response as send_bytes
 from tollway.auth.directory import KeyDirectory
 from tollway.auth.master import ensure_master_key
 from tollway.auth.secrets import ServerKeys
+from tollway.cache.service import ResponseCache
+from tollway.cache.store import CacheStore, MemoryCache, RedisCache
 from tollway.catalog import Catalog
+from tollway.cors import Cors
 from tollway.dialects.endpoints import ENDPOINTS_BY_PATH
 from tollway.dialects.render import render_error, request_id_headers
 from tollway.edge import Edge
 from tollway.errors import NotFound, TollwayError
+from tollway.guards.runner import Guards
 from tollway.metering.budget import Ledger
 from tollway.metering.estimates import Estimator
 from tollway.metering.holds import Holds
@@ -44,6 +48,7 @@ from tollway.metering.sql_ledger import SqlLedger
 from tollway.metering.sqlite_ledger import SqliteLedger
 from tollway.metering.tokens import TokenCounter
 from tollway.pipeline import Pipeline
+from tollway.plugins.registry import Plugins
 from tollway.providers.base import Provider
 from tollway.providers.registry import build_providers
 from tollway.responses_socket import PATH as RESPONSES_SOCKET_PATH
@@ -52,6 +57,9 @@ from tollway.routing.router import Router
 from tollway.settings import Dialect, Settings
 from tollway.store.db import Database
 from tollway.store.migrate import MigrationError
+from tollway.switches import SwitchBoard
+from tollway.telemetry.sinks import Sink
+from tollway.translate.registry import Translations
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -67,30 +75,27 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         master_key, _ = ensure_master_key(settings)
-        self.providers: dict[str, Provider] = build_providers(settings)
-        self.router = Router(settings.models, self.providers, settings.circuit)
+        # Everything pluggable (providers, translators, strategies, guards, sinks, admin
+        # routers) comes from entry points, the built-ins included.
+        self.plugins = Plugins()
+        self.providers: dict[str, Provider] = build_providers(settings, self.plugins.provider)
         self.server_keys = ServerKeys.from_settings(settings)
         self.db = Database(settings.database_path_url)
+        self.switches = SwitchBoard(self.db)
+        strategies = self.plugins.strategies({model.routing for model in settings.models})
+        self.router = Router(
+            settings.models, self.providers, settings.circuit, strategies, self.switches
+        )
         self.directory = KeyDirectory(
-            self.db, self.server_keys, master_key, settings.database_grace
+            self.db,
+            self.server_keys,
+            master_key,
+            settings.database_grace,
+            model_groups=settings.model_groups,
         )
         self.redis: Redis | None = None
         if settings.redis_url:
-            # Only deployments that share state load Redis.
-            from redis.asyncio import Redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import ExponentialBackoff
-            from redis.exceptions import ConnectionError as RedisConnectionError
-
-            # A pooled connection a restarted Redis closed fails on first use: reconnect
-            # and send again (the scripts are safe to repeat: a hold is keyed by its call).
-            self.redis = Redis.from_url(
-                settings.redis_url,
-                socket_timeout=REDIS_TIMEOUT_SECONDS,
-                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-                retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
-                retry_on_error=[RedisConnectionError],
-            )
+            self.redis = _redis(settings.redis_url)
         tokens = TokenCounter()
         self.recorder = Recorder(self.db, settings.data_dir)
         self.meter = Meter(
@@ -103,11 +108,21 @@ class Gateway:
             settings.default_max_output_tokens,
             settings.rate_limits_fail_open,
         )
+        self.guards = Guards(self.plugins.guard, settings.guards, tokens)
+        self.sinks: list[Sink] = [
+            self.plugins.sink(sink.type)(sink.options()) for sink in settings.sinks
+        ]
         self.pipeline = Pipeline(
             self.directory,
             self.router,
             self.meter,
             settings.retry,
+            Translations(self.plugins.translators()),
+            self.switches,
+            self.guards,
+            ResponseCache(self._cache_store(), settings.cache),
+            Cors(self.db, self.directory),
+            self.sinks,
             settings.max_body_bytes,
             settings.body_timeout,
             settings.log.access,
@@ -124,10 +139,19 @@ class Gateway:
                 self.recorder,
                 frozenset(self.providers),
                 self.redis,
-            )
+            ),
+            self.plugins.admin_routers(),
         )
         self.admin.state.gateway = self
         self._others = Edge(self._route)
+
+    def _cache_store(self) -> CacheStore:
+        config = self.settings.cache
+        if config.backend == "redis" and self.redis is not None:
+            return RedisCache(
+                self.redis, f"{self.settings.redis_prefix}cache:", config.max_entry_bytes
+            )
+        return MemoryCache(config.max_bytes, config.max_entry_bytes)
 
     def _ledger(self, instance: str) -> Ledger:
         # Exact whatever shares the budget: every process on this database, or on Redis.
@@ -209,6 +233,8 @@ class Gateway:
                     await self.db.migrate()
                     await self.recorder.start()  # replays dead processes' journals first
                     self.meter.holds.start()
+                    for sink in self.sinks:
+                        await sink.start()
                 except MigrationError as exc:
                     log.error("startup failed", extra={"fields": {"reason": str(exc)}})
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -229,11 +255,31 @@ class Gateway:
         await self.directory.drain()
         await self.recorder.aclose()
         await self.meter.holds.aclose()
+        for sink in self.sinks:
+            await sink.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         for provider in self.providers.values():
             await provider.aclose()
         await self.db.aclose()
+
+
+def _redis(url: str) -> Redis:
+    # Only deployments that share state load Redis.
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    # A pooled connection a restarted Redis closed fails on first use: reconnect and send
+    # again (the scripts are safe to repeat: a hold is keyed by its call).
+    return Redis.from_url(
+        url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+        retry_on_error=[RedisConnectionError],
+    )
 
 
 def _with_request_id(send: Send) -> Send:

@@ -59,13 +59,16 @@ class ResponseState:
     delivered: bool = False  # the answer is complete for the client (a stream's final event)
 
 
-def tracking(send: Send, state: ResponseState) -> Send:
-    """``send`` that records the response's progress in ``state``."""
+def tracking(send: Send, state: ResponseState, extra: RawHeaders | None = None) -> Send:
+    """``send`` that records the response's progress in ``state`` and adds ``extra``
+    (a list the caller may still fill until the response starts) to its headers."""
 
     async def tracked(message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             state.started = True
+            if extra:
+                message["headers"] = [*message.get("headers", ()), *extra]
         elif kind == "http.response.body" and not message.get("more_body", False):
             state.done = state.delivered = True
         await send(message)

@@ -1,4 +1,5 @@
-"""The sections of the configuration: providers, models, prices, routing, timeouts, logs.
+"""The sections of the configuration: providers, models, prices, routing, timeouts, logs,
+model access groups.
 
 Each is a strict, frozen Pydantic model (an unknown key is a typo, so an error). Reading
 them from files and the environment is ``settings.py``'s job.
@@ -7,12 +8,25 @@ them from files and the environment is ``settings.py``'s job.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from tollway.bounds import MAX_MODEL_NAME, MAX_PRICE_MTOK
+from tollway.bounds import MAX_MODEL_NAME, MAX_OUTPUT_TOKENS, MAX_PRICE_MTOK
+from tollway.plugins.groups import Group, PluginError, names
+
+
+def installed_plugin(group: Group, what: str, value: str) -> str:
+    """``value`` if a plugin of that name is installed in ``group`` (built-ins are)."""
+    try:
+        known = names(group)
+    except PluginError as exc:
+        raise ValueError(str(exc)) from None
+    if value not in known:
+        raise ValueError(f"unknown {what} {value!r} (known: {', '.join(known)})")
+    return value
 
 
 class Strict(BaseModel):
@@ -59,13 +73,7 @@ class ProviderConfig(Strict):
     @field_validator("type")
     @classmethod
     def _known_type(cls, value: str) -> str:
-        from tollway.providers.registry import PROVIDER_TYPES  # the registry imports this module
-
-        if value not in PROVIDER_TYPES:
-            raise ValueError(
-                f"unknown provider type {value!r} (known: {', '.join(PROVIDER_TYPES)})"
-            )
-        return value
+        return installed_plugin(Group.PROVIDERS, "provider type", value)
 
     @field_validator("base_url")
     @classmethod
@@ -103,7 +111,10 @@ class ModelConfig(Strict):
     provider: str | None = Field(None, description="Shorthand for one deployment.")
     model: str | None = Field(None, description="Upstream model id; defaults to the name.")
     deployments: list[DeploymentConfig] = Field(default_factory=list)
-    routing: Literal["weighted", "least-busy", "lowest-latency"] = "weighted"
+    routing: str = Field(
+        "weighted",
+        description="weighted, least-busy, lowest-latency, or a strategy plugin's name.",
+    )
     affinity: bool = Field(
         True,
         description="Keep each conversation on one deployment (warm upstream prompt caches).",
@@ -114,8 +125,21 @@ class ModelConfig(Strict):
     )
     price: Price | None = None
     max_output_tokens: int | None = Field(
-        None, ge=1, description="Output limit assumed when a request sets none (budgets)."
+        None,
+        ge=1,
+        le=MAX_OUTPUT_TOKENS,
+        description="Output limit given to a request that sets none (and assumed by budget "
+        "holds); unset: the upstream's default, or default_max_output_tokens when budgeted.",
     )
+
+    cache_ttl: int | None = Field(
+        None, ge=1, le=86_400, description="Seconds this model's answers stay cached."
+    )
+
+    @field_validator("routing")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        return installed_plugin(Group.STRATEGIES, "routing strategy", value)
 
     @model_validator(mode="after")
     def _one_way_to_deploy(self) -> ModelConfig:
@@ -159,3 +183,86 @@ class LogConfig(Strict):
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     access: bool = True
+
+
+# Model access groups: ``model_groups: {cheap: [gpt-4o-mini, "claude-haiku*"]}``. A key's
+# or project's model scope names a group as ``group:<name>``: the prefix keeps a group
+# from ever being mistaken for a model of the same name (model names are free text, and
+# a scope entry must mean one thing whatever models are configured later).
+GROUP_PREFIX = "group:"
+GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _member_problem(member: str) -> str | None:
+    if not member or member != member.strip():
+        return "must be a model name or glob without spaces at the ends"
+    if len(member) > MAX_MODEL_NAME:
+        return f"must be at most {MAX_MODEL_NAME} characters"
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in member):
+        return "must not contain control characters"
+    return None
+
+
+def flatten_groups(groups: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """Each group's model names and globs, with ``group:<name>`` members replaced by
+    that group's, transitively; ValueError naming the group, for a bad name or member,
+    an unknown group or a cycle."""
+    for name, members in groups.items():
+        if not GROUP_NAME.match(name):
+            raise ValueError(
+                f"model_groups.{name}: a group name is letters, digits, '.', '_' or '-' "
+                "(at most 64, starting with a letter or digit)"
+            )
+        if not members:
+            raise ValueError(f"model_groups.{name}: list at least one model name or glob")
+        for index, member in enumerate(members):
+            problem = _member_problem(member)
+            if problem:
+                raise ValueError(f"model_groups.{name}[{index}]: {problem}")
+            ref = member.removeprefix(GROUP_PREFIX) if member.startswith(GROUP_PREFIX) else None
+            if ref is not None and ref not in groups:
+                known = ", ".join(sorted(groups))
+                raise ValueError(
+                    f"model_groups.{name}[{index}]: unknown group {ref!r} (known: {known})"
+                )
+    flat: dict[str, tuple[str, ...]] = {}
+
+    def expand(name: str, path: tuple[str, ...]) -> tuple[str, ...]:
+        if name in flat:
+            return flat[name]
+        if name in path:
+            cycle = " -> ".join((*path[path.index(name) :], name))
+            raise ValueError(f"model_groups.{path[0]}: groups name each other in a cycle ({cycle})")
+        out: dict[str, None] = {}  # ordered and without repeats
+        for member in groups[name]:
+            if member.startswith(GROUP_PREFIX):
+                out.update(dict.fromkeys(expand(member.removeprefix(GROUP_PREFIX), (*path, name))))
+            else:
+                out[member] = None
+        flat[name] = tuple(out)
+        return flat[name]
+
+    for name in groups:
+        expand(name, ())
+    return flat
+
+
+def expand_scope(
+    scope: Sequence[str] | None, groups: Mapping[str, tuple[str, ...]]
+) -> tuple[str, ...] | None:
+    """A model scope's names and globs with its groups expanded (None: every model). A
+    group no longer configured expands to nothing: its entry then allows no model."""
+    if scope is None:
+        return None
+    out: dict[str, None] = {}
+    for entry in scope:
+        if entry.startswith(GROUP_PREFIX):
+            out.update(dict.fromkeys(groups.get(entry.removeprefix(GROUP_PREFIX), ())))
+        else:
+            out[entry] = None
+    return tuple(out)
+
+
+def scope_groups(scope: Sequence[str] | None) -> list[str]:
+    """The group names a model scope refers to."""
+    return [e.removeprefix(GROUP_PREFIX) for e in scope or () if e.startswith(GROUP_PREFIX)]

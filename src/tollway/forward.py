@@ -20,12 +20,16 @@ from typing import TYPE_CHECKING
 import orjson
 
 from tollway.asgi import JSON_CONTENT_TYPE, RawHeaders, Send, send_response
-from tollway.bounds import MAX_ATTEMPTS, printable
+from tollway.bounds import MAX_ATTEMPTS
 from tollway.config import RetryConfig
 from tollway.dialects.endpoints import Endpoint, RequestInfo
 from tollway.dialects.render import request_id_headers
-from tollway.dialects.validate import Payload
-from tollway.errors import BadRequest, TollwayError, UpstreamError, UpstreamUnavailable
+from tollway.errors import (
+    ServiceUnavailable,
+    TollwayError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from tollway.metering.meter import Meter, Outcome
 from tollway.providers.base import UpstreamCall
 from tollway.providers.transport import UpstreamResponse
@@ -33,29 +37,16 @@ from tollway.relay import StreamOutcome, read_whole, send_stream, send_whole
 from tollway.routing.affinity import affinity_key
 from tollway.routing.retry import backoff, retryable, unhealthy
 from tollway.routing.router import Plan, Route, Router
-from tollway.settings import Dialect
 from tollway.translate.base import Translator
-from tollway.translate.openai_chat import wants_usage
-from tollway.translate.registry import translation
+from tollway.translate.registry import Translations
+from tollway.upstream_request import UpstreamRequests
 
 if TYPE_CHECKING:
-    from tollway.pipeline import CallRecord
+    from tollway.call import CallRecord
 
-# Client headers a provider may forward upstream; everything else stays here.
-_FORWARDED = ("anthropic-version", "anthropic-beta")
-_MAX_FORWARDED_HEADER = 1024
 # Statuses meaning "this upstream has no count_tokens": answer with a local estimate.
 _NO_COUNT_TOKENS = frozenset({404, 405, 501})
-# OpenAI-dialect streams that report usage only when asked (stream_options.include_usage).
-_USAGE_ON_REQUEST = frozenset({Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS})
 COST_HEADER = "x-tollway-cost-usd"
-# Where each endpoint takes its output limit (chat: the provider says, see Provider).
-_OUTPUT_LIMIT = {
-    Endpoint.CHAT_COMPLETIONS: "max_completion_tokens",
-    Endpoint.COMPLETIONS: "max_tokens",
-    Endpoint.RESPONSES: "max_output_tokens",
-    Endpoint.MESSAGES: "max_tokens",
-}
 
 RecordSpend = Callable[["CallRecord"], Awaitable[None]]
 
@@ -67,22 +58,6 @@ def cost_header(outcome: Outcome) -> tuple[bytes, bytes]:
     return (COST_HEADER.encode(), format(outcome.cost or 0, "f").encode())
 
 
-def _forwarded(headers: dict[str, str]) -> dict[str, str]:
-    """The client headers a provider may pass on, bounded (a beta list is short)."""
-    out = {}
-    for name in _FORWARDED:
-        value = headers.get(name)
-        if value is not None:
-            if len(value) > _MAX_FORWARDED_HEADER or not printable(value):
-                raise BadRequest(
-                    f"Header '{name}' must be at most {_MAX_FORWARDED_HEADER} printable "
-                    "characters.",
-                    param=name,
-                )
-            out[name] = value
-    return out
-
-
 def _require_json(body: bytes, provider: str) -> None:
     try:
         orjson.loads(body)
@@ -90,6 +65,21 @@ def _require_json(body: bytes, provider: str) -> None:
         raise UpstreamError(
             f"Provider '{provider}' answered with a body that is not JSON."
         ) from None
+
+
+def _unavailable(plan: Plan) -> TollwayError:
+    """Why no deployment of ``plan`` can take the call: an operator's switch, or health."""
+    off = plan.switched_off()
+    if off and len(off) == len(plan.deployments):
+        return ServiceUnavailable(
+            f"Model '{plan.model}' is switched off by an operator ({', '.join(off[:5])}); "
+            "try again later or use another model.",
+            code="switched_off",
+            retry_after=30,
+        )
+    return UpstreamUnavailable(
+        f"Every deployment of model '{plan.model}' is unavailable right now."
+    )
 
 
 class Forwarder:
@@ -100,9 +90,11 @@ class Forwarder:
         router: Router,
         meter: Meter,
         retry: RetryConfig,
+        translations: Translations,
         record_spend: RecordSpend,
     ) -> None:
         self._router = router
+        self._requests = UpstreamRequests(translations, meter)
         self._meter = meter
         self._retry = retry
         self._record_spend = record_spend
@@ -140,9 +132,7 @@ class Forwarder:
                     break
                 route = plan.choose(tried, affinity)
                 if route is None:
-                    last = UpstreamUnavailable(
-                        f"Every deployment of model '{plan.model}' is unavailable right now."
-                    )
+                    last = _unavailable(plan)
                     break
                 if failed is not None:
                     # Wait before trying again; a Retry-After only binds the deployment
@@ -174,78 +164,6 @@ class Forwarder:
                     failed = (id(route.deployment), error)
         raise last or UpstreamUnavailable("No deployment could serve this request.")
 
-    def prepare(
-        self, route: Route, record: CallRecord, info: RequestInfo, headers: dict[str, str]
-    ) -> tuple[UpstreamCall, Translator | None]:
-        """The upstream request for ``route``: translated when the provider speaks another
-        dialect, with the upstream model id, usage reporting on, the project's key."""
-        provider = route.provider
-        endpoint = record.endpoint
-        payload: Payload = self._with_output_limit(record.payload or {}, record, route, info)
-        translator: Translator | None = None
-        target = endpoint
-        record.strip_usage = False
-        if endpoint is Endpoint.COUNT_TOKENS or provider.supports(endpoint):
-            body_payload = {**payload, "model": route.upstream_model}
-            openai_stream = info.stream and provider.dialect is Dialect.OPENAI
-            if openai_stream and endpoint in _USAGE_ON_REQUEST and not wants_usage(payload):
-                options = payload.get("stream_options") or {}
-                body_payload["stream_options"] = {**options, "include_usage": True}
-                record.strip_usage = True
-        else:
-            path = translation(endpoint, provider.served)
-            if path is None:
-                raise BadRequest(
-                    f"The model '{route.model}' is served by provider '{provider.name}' "
-                    f"({provider.dialect.value} API), which cannot serve the "
-                    f"{endpoint.dialect.value} endpoint {endpoint.value}.",
-                    param="model",
-                )
-            try:
-                translator = path.build(payload)
-                body_payload = translator.request(route.upstream_model)
-            except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
-                # A field the translation reads has a shape the source API would refuse.
-                raise BadRequest(
-                    f"The request cannot be translated for provider '{provider.name}' "
-                    f"({provider.dialect.value} API): a field has an unexpected shape "
-                    f"({type(exc).__name__})."
-                ) from None
-            target = path.upstream_endpoint
-        key = record.principal.key if record.principal else None
-        # Always the parsed payload, serialized again (never the client's bytes): what was
-        # checked and authorized is exactly what goes upstream, even if the client sent
-        # a key twice (``{"model": "a", "model": "b"}``: JSON parsers disagree on which
-        # one wins).
-        try:
-            body = orjson.dumps(body_payload)
-        except orjson.JSONEncodeError:
-            raise BadRequest("Request body is nested too deeply.") from None
-        call = UpstreamCall(
-            endpoint=target,
-            body=body,
-            stream=info.stream,
-            client_headers=_forwarded(headers),
-            credential=key.credentials.get(provider.name) if key else None,
-            model=route.upstream_model,
-        )
-        return call, translator
-
-    def _with_output_limit(
-        self, payload: Payload, record: CallRecord, route: Route, info: RequestInfo
-    ) -> Payload:
-        """A budgeted call that set no output limit gets the one its hold assumed:
-        otherwise the upstream's own default (up to a model's maximum) could outspend it."""
-        admission = record.admission
-        if admission is None or admission.reservation is None or info.max_output_tokens:
-            return payload
-        field = _OUTPUT_LIMIT.get(record.endpoint)
-        if field is None:
-            return payload
-        if record.endpoint is Endpoint.CHAT_COMPLETIONS:
-            field = route.provider.chat_output_limit_field
-        return {**payload, field: self._meter.assumed_output_limit(route)}
-
     async def _attempt(
         self,
         send: Send,
@@ -254,7 +172,7 @@ class Forwarder:
         info: RequestInfo,
         headers: dict[str, str],
     ) -> None:
-        call, translator = self.prepare(route, record, info, headers)
+        call, translator = self._requests.build(route, record, info, headers)
         provider = route.provider
         record.provider, record.upstream_model = provider.name, route.upstream_model
         record.outcome.price = self._meter.price_of(route)
@@ -310,6 +228,8 @@ class Forwarder:
                 )
             if translator is not None:
                 body = self._translate_body(translator, body, provider.name)
+            if record.screen is not None:
+                body = record.screen.whole(body)
             await self._record_spend(record)
             ok = True
             response_headers.append(cost_header(record.outcome))
@@ -350,6 +270,7 @@ class Forwarder:
                 lambda: self._finish_stream(record, progress),
                 lambda event: provider.stream_error(event, call),
                 record.response,
+                record.screen,
             )
         finally:
             self._note_progress(record, progress)

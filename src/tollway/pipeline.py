@@ -1,11 +1,22 @@
-"""The proxy path, top to bottom.
+"""The proxy path, top to bottom, as named stages (``Pipeline.stages``).
 
-    authenticate -> read and check the body -> plan the route (model, fallbacks)
-    -> authorize -> admit (budgets, limits) -> forward (deployments, retries,
-    fallbacks, translation, relay; see forward.py) -> record spend -> settle and log
+    authenticate   the caller's key; the proxy's kill switch; a browser's origin
+    read           the body, bounded in size and time
+    validate       parse and check it for the endpoint
+    route          the model's plan: deployments, fallbacks
+    authorize      may this key use this model; count its request
+    guard_request  guards block, redact (the payload is rewritten) or flag
+    cache_lookup   an exact earlier answer in this tenant's cache answers the call
+    admit          budgets (held) and rate limits
+    forward        deployments, retries, fallbacks, translation, relay (forward.py), with
+                   the answer screened on its way (guard response, guards/response.py)
+    cache_store    a complete good answer is kept for the next identical call
+  and, whatever happened, ``_close``: meter (the spend record, settled) and log.
 
-Each step is one named call so later concerns (guards, caching) slot into their own
-step without reshaping the path.
+Each stage reads and fills the ``CallRecord``; a stage that answers the call itself (a
+cache hit) returns ``ANSWERED`` and the rest are skipped. The forwarded body is always
+built from ``record.payload``, so a stage that changes the payload changes what goes
+upstream.
 """
 
 from __future__ import annotations
@@ -13,15 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 from tollway.asgi import (
     JSON_CONTENT_TYPE,
+    SSE_HEADERS,
     ClientDisconnected,
     RawHeaders,
     Receive,
-    ResponseState,
     Scope,
     Send,
     header_map,
@@ -30,53 +40,37 @@ from tollway.asgi import (
     send_response,
     tracking,
 )
-from tollway.auth.credentials import Principal
 from tollway.auth.directory import KeyDirectory
+from tollway.cache.entry import STREAMED
+from tollway.cache.service import CACHE_HEADER, ResponseCache
+from tollway.call import CallRecord
 from tollway.config import RetryConfig
+from tollway.cors import Cors, call_headers
 from tollway.dialects.endpoints import Endpoint, inspect
 from tollway.dialects.render import render_error, request_id_headers
-from tollway.dialects.validate import Payload, parse_object
+from tollway.dialects.validate import parse_object
 from tollway.errors import (
     Forbidden,
     InternalError,
     MethodNotAllowed,
+    ServiceUnavailable,
     TollwayError,
 )
-from tollway.forward import Forwarder
-from tollway.metering.meter import Admission, Meter, Outcome
-from tollway.relay import until_disconnect
+from tollway.forward import Forwarder, cost_header
+from tollway.guards.response import SCREENED, ResponseScreen
+from tollway.guards.runner import Guards
+from tollway.metering.meter import Meter
+from tollway.relay import send_whole, until_disconnect
 from tollway.routing.router import Router
+from tollway.switches import SwitchBoard
 from tollway.telemetry.logs import ACCESS_LOGGER
+from tollway.telemetry.sinks import Sink
+from tollway.translate.registry import Translations
 
 CLIENT_CLOSED = 499
 log = logging.getLogger("tollway.pipeline")
-
-
-@dataclass(slots=True)
-class CallRecord:
-    """Everything known about one proxied call, filled in as it runs."""
-
-    request_id: str
-    endpoint: Endpoint
-    started: float
-    started_at: float
-    model: str | None = None
-    provider: str | None = None
-    upstream_model: str | None = None
-    stream: bool = False
-    status: int = 0
-    error: str | None = None
-    ttft_ms: float | None = None
-    principal: Principal | None = None
-    payload: Payload | None = None
-    body: bytes = b""
-    admission: Admission | None = None
-    strip_usage: bool = False
-    attempts: list[str] = field(default_factory=list)  # failed ones, "provider/model:code"
-    served: bool = False
-    outcome: Outcome = field(default_factory=Outcome)
-    response: ResponseState = field(default_factory=ResponseState)
-    extra: dict[str, Any] = field(default_factory=dict)
+ANSWERED = True  # a stage's return: the call is answered, skip the rest
+Stage = Callable[[CallRecord], Awaitable[bool | None]]
 
 
 class Pipeline:
@@ -88,6 +82,12 @@ class Pipeline:
         router: Router,
         meter: Meter,
         retry: RetryConfig,
+        translations: Translations,
+        switches: SwitchBoard,
+        guards: Guards,
+        cache: ResponseCache | None,
+        cors: Cors,
+        sinks: Sequence[Sink],
         max_body_bytes: int,
         body_timeout: float,
         access_log: bool,
@@ -95,21 +95,44 @@ class Pipeline:
         self._directory = directory
         self._router = router
         self._meter = meter
-        self._forwarder = Forwarder(router, meter, retry, self.record_spend)
+        self._switches = switches
+        self._guards = guards
+        self._cache = cache
+        self._cors = cors
+        self._sinks = tuple(sinks)
+        self._forwarder = Forwarder(router, meter, retry, translations, self.record_spend)
         self._max_body = max_body_bytes
         self._body_timeout = body_timeout
         self._log = logging.getLogger(ACCESS_LOGGER)
         self._access_log = access_log
+        self.stages: tuple[Stage, ...] = (
+            self.authenticate,
+            self.read,
+            self.validate,
+            self.route,
+            self.authorize,
+            self.guard_request,
+            self.cache_lookup,
+            self.admit,
+            self.forward,
+            self.cache_store,
+        )
 
     async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one call; every failure becomes an error in the endpoint's dialect, and
         every call that got past authentication leaves exactly one spend record."""
         record = CallRecord(new_request_id(), endpoint, time.perf_counter(), time.time())
-        send = tracking(send, record.response)
+        record.scope, record.receive = scope, receive
+        record.send = tracking(send, record.response, record.response_headers)
         try:
-            await self._serve(endpoint, scope, receive, send, record)
+            if scope["method"] == "OPTIONS":
+                await self._preflight(record)
+                return
+            for stage in self.stages:
+                if await stage(record) is ANSWERED:
+                    break
         except TollwayError as error:
-            await self._fail(send, endpoint, error, record)
+            await self._fail(error, record)
         except ClientDisconnected:
             if not record.response.delivered:
                 record.status, record.error = CLIENT_CLOSED, "client_disconnected"
@@ -120,45 +143,179 @@ class Pipeline:
             raise
         except Exception:  # the edge: a bug must still answer in dialect and be metered
             log.exception("unexpected error", extra={"fields": {"request_id": record.request_id}})
-            await self._fail(send, endpoint, _internal(record.request_id), record)
+            await self._fail(_internal(record.request_id), record)
         finally:
             await self._close(record)
 
-    async def _serve(
-        self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, record: CallRecord
-    ) -> None:
-        if scope["method"] != "POST":
-            raise MethodNotAllowed(f"Use POST for {scope['path']}.", headers={"allow": "POST"})
-        headers = header_map(scope)
-        record.principal = await self._directory.authenticate(headers)
-        body = await read_body(receive, headers, self._max_body, self._body_timeout)
-        record.payload = payload = parse_object(body)
-        record.body = body
-        info = inspect(endpoint, payload)
+    # -- the stages, in order ---------------------------------------------------------
+
+    async def authenticate(self, record: CallRecord) -> None:
+        """Who is calling; refused while the proxy is switched off, and for a browser
+        origin the key's project does not allow."""
+        assert record.scope is not None
+        if record.scope["method"] != "POST":
+            raise MethodNotAllowed(
+                f"Use POST for {record.scope['path']}.", headers={"allow": "POST, OPTIONS"}
+            )
+        record.headers = headers = header_map(record.scope)
+        epochs = await self._directory.epochs()
+        await self._switches.refresh_if_changed(epochs.switches)
+        if not self._switches.proxy_on():
+            raise ServiceUnavailable(
+                "The gateway is switched off by an operator; try again later.",
+                code="switched_off",
+                retry_after=30,
+            )
+        record.principal = await self._directory.authenticate(headers, epochs)
+        origin = headers.get("origin")
+        if origin is not None:
+            record.response_headers.extend(call_headers(record.principal, origin))
+
+    async def read(self, record: CallRecord) -> None:
+        """The body, within the size limit and the time limit."""
+        assert record.receive is not None
+        record.body = await read_body(
+            record.receive, record.headers, self._max_body, self._body_timeout
+        )
+
+    async def validate(self, record: CallRecord) -> None:
+        """A JSON object of the endpoint's shape; what the gateway needs from it."""
+        record.payload = payload = parse_object(record.body)
+        record.info = info = inspect(record.endpoint, payload)
         record.model, record.stream = info.model, info.stream
-        plan = self._router.resolve(info.model)
-        self.authorize(record.principal, plan.model)
+
+    async def route(self, record: CallRecord) -> None:
+        """The requested model's plan (ModelNotFound for an unknown one)."""
+        assert record.info is not None
+        record.plan = self._router.resolve(record.info.model)
+
+    async def authorize(self, record: CallRecord) -> None:
+        """May this caller use this model? (Fallbacks the operator configured may serve
+        it; the key's scope is about what the client asks for.) Counts the request
+        against the key's ``max_requests``."""
+        assert record.principal is not None and record.plan is not None
+        key = record.principal.key
+        if key is not None and not key.allows(record.plan.model):
+            whose = "API key" if key.refused_by(record.plan.model) == "key" else "key's project"
+            raise Forbidden(
+                f"This {whose} may not use the model '{record.plan.model}'.",
+                param="model",
+                code="model_not_allowed",
+            )
         await self._directory.consume(record.principal)
+
+    async def guard_request(self, record: CallRecord) -> None:
+        """The guards that apply to this caller screen the request: a block ends the
+        call (GuardBlocked), a redaction rewrites the payload that will be forwarded."""
+        assert record.principal is not None and record.payload is not None
+        guards = record.guards = self._guards.for_call(record.principal)
+        if guards is None:
+            return
+        record.decisions.extend(guards.screen(record.endpoint.value, record.payload))
+        if guards.response and record.endpoint in SCREENED:
+            record.screen = ResponseScreen(record.endpoint, guards.response)
+
+    async def cache_lookup(self, record: CallRecord) -> bool | None:
+        """Answer from the cache when this tenant already has this exact answer."""
+        cache = self._cache
+        if cache is None or record.endpoint is Endpoint.COUNT_TOKENS:
+            return None
+        assert record.principal is not None and record.payload is not None
+        assert record.plan is not None and record.info is not None
+        plan = record.cache = cache.plan(
+            record.principal,
+            record.endpoint,
+            record.payload,
+            record.headers,
+            record.plan.config.cache_ttl,
+        )
+        if plan is None:
+            return None
+        entry = await cache.lookup(plan)
+        if entry is not None:
+            try:
+                if record.stream and entry.endpoint in STREAMED:
+                    events = entry.stream(record.payload)
+                    body = b""
+                else:
+                    events, body = [], entry.whole(record.payload)
+            except ValueError:
+                entry = None  # cannot be replayed for this request: a miss
+        if entry is None:
+            record.response_headers.append((CACHE_HEADER, b"miss"))
+            return None
+        record.cached = True
+        record.response_headers.append((CACHE_HEADER, b"hit"))
+        record.outcome.usage = entry.tokens.usage()
+        if record.screen is not None:
+            events = record.screen.events(events) + record.screen.close() if events else []
+            body = record.screen.whole(body) if body else body
+        record.status = entry.status
+        await self.record_spend(record)
+        headers = [*request_id_headers(record.endpoint.dialect, record.request_id)]
+        headers.append(cost_header(record.outcome))
+        assert record.send is not None
+        if events:
+            send = record.send
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers}
+            )
+            for event in events:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await send_whole(record.send, entry.status, body, entry.content_type, headers)
+        return ANSWERED
+
+    async def admit(self, record: CallRecord) -> None:
+        """Budgets (a hold of the worst case) and rate limits; journal the intent."""
+        assert record.principal is not None and record.plan is not None
+        assert record.payload is not None and record.info is not None
+        plan = record.plan
         record.admission = await self._meter.admit(
             record.principal,
             self._router.chain(plan),
             self._router.context_chain(plan),
-            endpoint,
-            payload,
-            info,
-            body,
+            record.endpoint,
+            record.payload,
+            record.info,
+            record.body,
             record.request_id,
         )
-        self._meter.intend(self._intent(record), record.admission, len(body))
-        chain = record.admission.chain
+        self._meter.intend(record.intent(), record.admission, len(record.body))
+
+    async def forward(self, record: CallRecord) -> None:
+        """Get the call answered (forward.py), while watching for the client leaving."""
+        assert record.admission is not None and record.info is not None
+        assert record.receive is not None and record.send is not None
+        send = record.send
+        if record.cache is not None and record.cache.store and self._cache is not None:
+            send = record.cache_recorder = self._cache.recorder(send)
+        chain, info, headers = record.admission.chain, record.info, record.headers
         await until_disconnect(
-            receive,
+            record.receive,
             record.response,
             lambda: self._forwarder.run(send, chain, record, info, headers),
         )
 
+    async def cache_store(self, record: CallRecord) -> None:
+        """Keep the answer (delivered by now) for the next identical call."""
+        cache, plan, recorder = self._cache, record.cache, record.cache_recorder
+        if cache is None or plan is None or recorder is None:
+            return
+        outcome = record.outcome
+        if record.error or outcome.earlier or record.output_limit_added:
+            return
+        usage = outcome.stream.usage if outcome.stream is not None else outcome.usage
+        if usage is None or usage.estimated or usage.problem:
+            return
+        await cache.keep(plan, recorder, record.endpoint, usage)
+
+    # -- after every call ---------------------------------------------------------------
+
     async def _close(self, record: CallRecord) -> None:
-        """Journal the spend record, settle the call's holds, log it; never raises."""
+        """Meter and log: journal the spend record, settle the call's holds, write the
+        access log line, hand the event to the sinks; never raises."""
         try:
             if record.principal is not None:
                 await self.record_spend(record)
@@ -168,17 +325,10 @@ class Pipeline:
                 "settling a call failed", extra={"fields": {"request_id": record.request_id}}
             )
         self.log(record)
-
-    def authorize(self, principal: Principal, model: str) -> None:
-        """May this caller use this model? (Fallbacks the operator configured may serve
-        it; the key's scope is about what the client asks for.)"""
-        key = principal.key
-        if key is not None and not key.allows(model):
-            raise Forbidden(
-                f"This API key may not use the model '{model}'.",
-                param="model",
-                code="model_not_allowed",
-            )
+        event = record.outcome.record
+        if event is not None:
+            for sink in self._sinks:
+                sink.emit(event)
 
     async def record_spend(self, record: CallRecord) -> None:
         """Journal the call's spend record once (estimating usage after a cut stream) and
@@ -187,82 +337,41 @@ class Pipeline:
         outcome = record.outcome
         if outcome.journaled:
             return
+        outcome.cached = record.cached
         await self._meter.fill_estimates(outcome, record.payload, record.provider)
-        fields = self._fields(record)
-        self._meter.complete(outcome, record.admission, fields, record.endpoint)
+        self._meter.complete(outcome, record.admission, record.spend_fields(), record.endpoint)
         await self._meter.release(outcome, record.admission)
 
-    @staticmethod
-    def _intent(record: CallRecord) -> dict[str, Any]:
-        """What a crash-recovered record of this call would say (see Meter.intend)."""
-        key = record.principal.key if record.principal else None
-        return {
-            "request_id": record.request_id,
-            "started_at": record.started_at,
-            "key_id": key.id if key else None,
-            "project_id": key.project_id if key else None,
-            "endpoint": record.endpoint.value,
-            "model": record.model,
-            "stream": record.stream,
-            "metadata": key.metadata if key else {},
-        }
-
-    @classmethod
-    def _fields(cls, record: CallRecord) -> dict[str, Any]:
-        """The call's spend-record fields known so far."""
-        return {
-            **cls._intent(record),
-            "provider": record.provider,
-            "upstream_model": record.upstream_model,
-            # A call always ends with a status: one that never got to answer was cut by
-            # a failure the gateway did not foresee.
-            "status": record.status or InternalError.status,
-            "latency_ms": round((time.perf_counter() - record.started) * 1000, 3),
-            "ttft_ms": round(record.ttft_ms, 3) if record.ttft_ms is not None else None,
-            "cached": False,
-            "error": record.error,
-            "attempts": len(record.attempts) + (1 if record.served else 0),
-        }
+    async def _preflight(self, record: CallRecord) -> None:
+        """A browser's CORS preflight: allowed for an origin some project allows."""
+        assert record.scope is not None and record.send is not None
+        headers = header_map(record.scope)
+        origin = headers.get("origin")
+        method = headers.get("access-control-request-method")
+        if origin is None or method is None:
+            raise MethodNotAllowed(
+                f"Use POST for {record.scope['path']}.", headers={"allow": "POST, OPTIONS"}
+            )
+        answer = await self._cors.preflight(origin, headers)
+        if answer is None or method.upper() != "POST":
+            raise Forbidden(
+                f"Browser calls from origin '{origin[:200]}' are not allowed.",
+                code="origin_not_allowed",
+            )
+        record.status = 204
+        await record.send({"type": "http.response.start", "status": 204, "headers": answer})
+        await record.send({"type": "http.response.body", "body": b""})
 
     def log(self, record: CallRecord) -> None:
-        """One access-log line per call: ids, route, status, timing, tokens, cost."""
-        if not self._access_log or not self._log.isEnabledFor(logging.INFO):
-            return
-        fields: dict[str, Any] = {
-            "request_id": record.request_id,
-            "endpoint": record.endpoint.value,
-            "model": record.model,
-            "provider": record.provider,
-            "upstream_model": record.upstream_model,
-            "stream": record.stream,
-            "status": record.status,
-            "latency_ms": round((time.perf_counter() - record.started) * 1000, 3),
-        }
-        if record.ttft_ms is not None:
-            fields["ttft_ms"] = round(record.ttft_ms, 3)
-        if record.error:
-            fields["error"] = record.error
-        if record.attempts:
-            fields["failed_attempts"] = record.attempts
-        usage = record.outcome.usage
-        if usage is not None and usage.total_tokens:
-            fields["input_tokens"] = usage.input_tokens
-            fields["output_tokens"] = usage.output_tokens
-        if record.outcome.journaled:
-            fields["cost_usd"] = str(record.outcome.cost) if record.outcome.priced else None
-        if record.principal is not None:
-            fields["auth"] = record.principal.kind
-            if record.principal.key is not None:
-                fields["key_id"] = record.principal.key.id
-                fields["project_id"] = record.principal.key.project_id
-        fields.update(record.extra)
-        self._log.info("request", extra={"fields": fields})
+        """One access-log line per call: ids, route, status, timing, tokens, cost, guards."""
+        if self._access_log and self._log.isEnabledFor(logging.INFO):
+            self._log.info("request", extra={"fields": record.log_fields()})
 
-    async def _fail(
-        self, send: Send, endpoint: Endpoint, error: TollwayError, record: CallRecord
-    ) -> None:
+    async def _fail(self, error: TollwayError, record: CallRecord) -> None:
         """Answer with ``error`` in the endpoint's dialect; if the response has already
         started, end it instead (its status line is out)."""
+        assert record.send is not None
+        send = record.send
         record.error = error.code
         if record.response.started:
             if not record.response.done:
@@ -271,10 +380,12 @@ class Pipeline:
         record.status = error.status
         headers: RawHeaders = [
             JSON_CONTENT_TYPE,
-            *request_id_headers(endpoint.dialect, record.request_id),
+            *request_id_headers(record.endpoint.dialect, record.request_id),
         ]
         headers.extend((k.encode(), v.encode("latin-1")) for k, v in error.headers.items())
-        await send_response(send, error.status, render_error(endpoint.dialect, error), headers)
+        await send_response(
+            send, error.status, render_error(record.endpoint.dialect, error), headers
+        )
 
 
 def _internal(request_id: str) -> InternalError:

@@ -23,6 +23,7 @@ from tollway.asgi import (
 from tollway.dialects.endpoints import Endpoint
 from tollway.dialects.render import render_stream_failure
 from tollway.errors import TollwayError, UpstreamError
+from tollway.guards.response import ResponseScreen
 from tollway.metering.stream_meter import StreamMeter
 from tollway.providers.transport import UpstreamResponse
 from tollway.translate.base import StreamTranslator
@@ -116,6 +117,7 @@ async def send_stream(
     finish: Callable[[], Awaitable[None]],
     error_in: Callable[[bytes], UpstreamError | None],
     state: ResponseState,
+    screen: ResponseScreen | None = None,
 ) -> None:
     """Pass SSE events through as they arrive, one flush per event (translated to the
     client's dialect when a translator is given).
@@ -127,6 +129,8 @@ async def send_stream(
     the client is sent the end of the stream. ``error_in`` recognizes the upstream's own
     error events: one as the first event is raised (retryable, nothing was sent); later
     ones end the stream with one error event in the client's dialect, redacted.
+    ``screen`` (guards) rewrites the client's events before they go out, and before
+    ``finish`` records the call, so its decisions are in the record.
     """
     iterator = aiter(events)
     try:
@@ -154,9 +158,11 @@ async def send_stream(
                     else UpstreamError(failure.message)
                 )
             out = meter.observe(event)
+            chunks = translator.feed(event) if translator is not None else [out] if out else []
+            if screen is not None:
+                chunks = screen.events(chunks)
             if meter.finished:
                 await finish()
-            chunks = translator.feed(event) if translator is not None else [out] if out else []
             for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 outcome.events += 1
@@ -165,16 +171,20 @@ async def send_stream(
             event = await anext(iterator, None)
         if not meter.finished:
             raise UpstreamError("The provider's stream ended before its final event.")
-        for chunk in translator.finish() if translator is not None else []:
+        chunks = translator.finish() if translator is not None else []
+        if screen is not None:
+            chunks = screen.events(chunks) + screen.close()
+        for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         outcome.complete = True
     except UpstreamError as error:
         outcome.error = error
+        held = screen.close() if screen is not None else []
         await finish()
         closing = translator.failure(error) if translator is not None else None
         if closing is None:
             closing = [render_stream_failure(endpoint, error)]
-        for chunk in closing:
+        for chunk in [*held, *closing]:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     finally:
         if not outcome.complete:

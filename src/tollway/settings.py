@@ -34,7 +34,9 @@ from tollway.config import (
     ProviderConfig,
     RetryConfig,
     Timeouts,
+    flatten_groups,
 )
+from tollway.config_policies import CacheConfig, SinkConfig, check_guards
 
 DEFAULT_CONFIG_FILE = Path("tollway.yaml")
 MIB = 1024 * 1024
@@ -111,6 +113,20 @@ class Settings(BaseSettings):
     log: LogConfig = LogConfig()
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: list[ModelConfig] = Field(default_factory=list)
+    model_groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Named sets of model names and globs that key and project model "
+        "scopes use as 'group:<name>'; a member 'group:<other>' includes another group.",
+    )
+    guards: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Guards for every call, each {action: block|redact|flag|off, ...options}; "
+        "a project's or key's own setting of a guard replaces this one.",
+    )
+    cache: CacheConfig = CacheConfig()
+    sinks: list[SinkConfig] = Field(
+        default_factory=list, description="Where each call's event goes besides the database."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -138,6 +154,17 @@ class Settings(BaseSettings):
             raise ValueError("must be redis://host:port/db (or rediss://, unix://)")
         return value
 
+    @field_validator("guards")
+    @classmethod
+    def _guards_known(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return check_guards(value)
+
+    @field_validator("model_groups")
+    @classmethod
+    def _groups_resolve(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        flatten_groups(value)  # names, members, references and cycles, or ValueError
+        return value
+
     @model_validator(mode="after")
     def _models_reference_providers(self) -> Settings:
         seen: set[str] = set()
@@ -159,6 +186,12 @@ class Settings(BaseSettings):
                 for fallback in getattr(model, field):
                     if fallback not in names:
                         raise ValueError(f"models[{index}].{field}: unknown model {fallback!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _cache_backend_reachable(self) -> Settings:
+        if self.cache.backend == "redis" and not self.redis_url:
+            raise ValueError("cache.backend: redis needs redis_url")
         return self
 
     @property

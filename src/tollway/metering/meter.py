@@ -69,6 +69,8 @@ class Outcome:
     attempted: bool = False  # a request went upstream
     disconnected: bool = False  # the client left before the answer was complete
     flags: set[str] = field(default_factory=set)
+    cached: bool = False  # answered from the response cache: no upstream cost
+    record: dict[str, Any] | None = None  # the spend record, once journaled
     # Usage of earlier attempts that failed after the upstream reported tokens.
     earlier: list[tuple[Usage, ModelPrice | None]] = field(default_factory=list)
 
@@ -337,7 +339,7 @@ class Meter:
             usage = Usage(estimated=True, problem=usage.problem)  # never priced as given
         outcome.cost, outcome.priced = Decimal(0), True
         for used, price in [*outcome.earlier, (usage, outcome.price)]:
-            if endpoint in _FREE or used.total_tokens == 0:
+            if endpoint in _FREE or used.total_tokens == 0 or outcome.cached:
                 continue
             if price is None:
                 outcome.priced = False
@@ -359,6 +361,7 @@ class Meter:
             "estimated": usage.estimated,
             "flags": ",".join(sorted(outcome.flags)) or None,
         }
+        outcome.record = record
         self.recorder.record(record)
 
     async def release(self, outcome: Outcome, admission: Admission | None) -> None:

@@ -74,6 +74,7 @@ COLUMNS = (
     "attempts",
     "metadata",
     "flags",
+    "guards",
 )
 _SQLITE_INSERT = (
     f"INSERT INTO spend ({', '.join(COLUMNS)}) "  # noqa: S608 (fixed column names)
@@ -114,9 +115,32 @@ def to_row(record: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, orjson.JSONEncodeError):
         metadata = {}
     row["metadata"] = metadata if isinstance(metadata, dict) else {}
+    row["guards"] = _guards(row.get("guards"))
     row.setdefault("attempts", 1)
     row.setdefault("reasoning_tokens", 0)
     return row
+
+
+def _guards(value: Any) -> list[dict[str, Any]] | None:
+    """Guard decisions as stored: a short list of small objects (the pipeline bounds
+    them; a journal edited by hand or an older one is held to the same shape)."""
+    if not isinstance(value, list) or not value:
+        return None
+    kept = []
+    for item in value[:32]:
+        if isinstance(item, dict):
+            kinds, count, score = item.get("kinds"), item.get("count"), item.get("score")
+            decision: dict[str, Any] = {
+                "guard": _text(item.get("guard"), 40),
+                "action": _text(item.get("action"), 10),
+                "side": _text(item.get("side"), 10),
+                "kinds": [_text(k, 40) for k in kinds[:16]] if isinstance(kinds, list) else [],
+                "count": count if isinstance(count, int) and 0 <= count <= INT64_MAX else 0,
+            }
+            if isinstance(score, int | float) and not isinstance(score, bool):
+                decision["score"] = float(score)
+            kept.append(decision)
+    return kept or None
 
 
 def to_sqlite(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -127,6 +151,8 @@ def to_sqlite(row: dict[str, Any]) -> tuple[Any, ...]:
     converted["ts"] = ts.strftime("%Y-%m-%d %H:%M:%S.%f")
     converted["cost_usd"] = str(row["cost_usd"])
     converted["metadata"] = orjson.dumps(row["metadata"]).decode()
+    guards = row.get("guards")
+    converted["guards"] = orjson.dumps(guards).decode() if guards is not None else None
     for flag in ("priced", "estimated", "stream", "cached"):
         converted[flag] = 1 if row.get(flag) else 0
     return tuple(converted.get(column) for column in COLUMNS)

@@ -8,6 +8,7 @@ breakers, latency) is shared by every request in this process.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tollway.config import CircuitConfig, ModelConfig
@@ -16,7 +17,8 @@ from tollway.providers.base import Provider
 from tollway.routing.affinity import deployment_seeds, key_digest
 from tollway.routing.circuit import CircuitBreaker
 from tollway.routing.deployment import Deployment
-from tollway.routing.strategy import pick, rendezvous
+from tollway.routing.strategy import Strategy, pick, rendezvous
+from tollway.switches import SwitchBoard
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class Plan:
     model: str
     config: ModelConfig
     deployments: tuple[Deployment, ...]
+    strategy: Strategy
+    switches: SwitchBoard | None  # None: nothing can be switched off (tests)
     seeds: tuple[int, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -58,12 +62,31 @@ class Plan:
     def choose(self, avoid: set[int] | None = None, affinity: str | None = None) -> Route | None:
         """A route to an available deployment (``affinity``'s own while it is available),
         or None when none is."""
+        deployments, seeds = self.deployments, self.seeds
+        switches = self.switches
+        if switches is not None and switches.any_route_off:
+            # An operator switched some off: they are not candidates at all.
+            on = [switches.route_on(d.provider.name, d.upstream_model) for d in deployments]
+            deployments = tuple(d for d, ok in zip(deployments, on, strict=True) if ok)
+            seeds = tuple(s for s, ok in zip(seeds, on, strict=True) if ok)
         # A retry (``avoid`` set) uses the strategy: the key's deployment just failed.
         if affinity is not None and not avoid and self.affine:
-            deployment = rendezvous(self.deployments, self.seeds, key_digest(affinity))
+            deployment = rendezvous(deployments, seeds, key_digest(affinity))
         else:
-            deployment = pick(self.deployments, self.config.routing, avoid)
+            deployment = pick(deployments, self.strategy, avoid)
         return Route(self.model, self.config, deployment) if deployment else None
+
+    def switched_off(self) -> list[str]:
+        """The deployments an operator switched off (``provider/model``); when that is
+        all of them, the model is off rather than unhealthy."""
+        switches = self.switches
+        if switches is None:
+            return []
+        return [
+            d.label
+            for d in self.deployments
+            if not switches.route_on(d.provider.name, d.upstream_model)
+        ]
 
     def routes(self) -> list[Route]:
         """A route per deployment (for pricing the worst case)."""
@@ -79,10 +102,17 @@ class Router:
     """Model names to plans; built once per app."""
 
     def __init__(
-        self, models: list[ModelConfig], providers: dict[str, Provider], circuit: CircuitConfig
+        self,
+        models: list[ModelConfig],
+        providers: dict[str, Provider],
+        circuit: CircuitConfig,
+        strategies: Mapping[str, Strategy],
+        switches: SwitchBoard | None = None,
     ) -> None:
         self._providers = providers
         self._circuit = circuit
+        self._strategies = strategies
+        self._switches = switches
         self._exact: dict[str, Plan] = {}
         self._patterns: list[ModelConfig] = []
         self._pattern_plans: dict[str, Plan] = {}
@@ -102,7 +132,7 @@ class Router:
             )
             for config in entry.all_deployments()
         )
-        return Plan(name, entry, deployments)
+        return Plan(name, entry, deployments, self._strategies[entry.routing], self._switches)
 
     def resolve(self, model: str) -> Plan:
         """The plan for ``model``, or ModelNotFound naming it."""
