@@ -58,6 +58,7 @@ from tollway.settings import Dialect, Settings
 from tollway.store.db import Database
 from tollway.store.migrate import MigrationError
 from tollway.switches import SwitchBoard
+from tollway.telemetry.observer import Observer, Observers
 from tollway.telemetry.sinks import Sink
 from tollway.translate.registry import Translations
 
@@ -109,6 +110,8 @@ class Gateway:
             settings.rate_limits_fail_open,
         )
         self.guards = Guards(self.plugins.guard, settings.guards, tokens)
+        # Telemetry listens to the proxy through one interface (metrics, traces, events).
+        self.observer = Observers(self._observers())
         self.sinks: list[Sink] = [
             self.plugins.sink(sink.type)(sink.options()) for sink in settings.sinks
         ]
@@ -123,6 +126,7 @@ class Gateway:
             ResponseCache(self._cache_store(), settings.cache),
             Cors(self.db, self.directory),
             self.sinks,
+            self.observer,
             settings.max_body_bytes,
             settings.body_timeout,
             settings.log.access,
@@ -144,6 +148,10 @@ class Gateway:
         )
         self.admin.state.gateway = self
         self._others = Edge(self._route)
+
+    def _observers(self) -> list[Observer]:
+        """The telemetry observers the settings ask for."""
+        return []
 
     def _cache_store(self) -> CacheStore:
         config = self.settings.cache

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import orjson
@@ -35,8 +36,10 @@ from tollway.providers.base import UpstreamCall
 from tollway.providers.transport import UpstreamResponse
 from tollway.relay import StreamOutcome, read_whole, send_stream, send_whole
 from tollway.routing.affinity import affinity_key
+from tollway.routing.circuit import CircuitState
 from tollway.routing.retry import backoff, retryable, unhealthy
 from tollway.routing.router import Plan, Route, Router
+from tollway.telemetry.observer import Observer
 from tollway.translate.base import Translator
 from tollway.translate.registry import Translations
 from tollway.upstream_request import UpstreamRequests
@@ -92,8 +95,10 @@ class Forwarder:
         retry: RetryConfig,
         translations: Translations,
         record_spend: RecordSpend,
+        observer: Observer,
     ) -> None:
         self._router = router
+        self._observer = observer
         self._requests = UpstreamRequests(translations, meter)
         self._meter = meter
         self._retry = retry
@@ -179,6 +184,9 @@ class Forwarder:
         if call.endpoint is Endpoint.COUNT_TOKENS and not provider.supports(call.endpoint):
             await self._count_locally(send, record)
             return
+        call = replace(call, trace_headers=self._observer.attempt_started(record, route))
+        breaker = route.deployment.breaker
+        was_closed = breaker.state is CircuitState.CLOSED
         started = route.deployment.begin()
         ok, health, code = False, False, None
         try:
@@ -242,6 +250,13 @@ class Forwarder:
             raise
         finally:
             route.deployment.end(started, ok, code, health)
+            seconds = time.perf_counter() - started
+            self._observer.attempt_finished(
+                record, route, None if ok else code or "aborted", seconds
+            )
+            closed = breaker.state is CircuitState.CLOSED
+            if closed != was_closed:
+                self._observer.circuit_changed(route.deployment.label, not closed)
 
     async def _stream(
         self,

@@ -53,6 +53,8 @@ from tollway.errors import (
     Forbidden,
     InternalError,
     MethodNotAllowed,
+    PaymentRequired,
+    RateLimited,
     ServiceUnavailable,
     TollwayError,
 )
@@ -64,6 +66,7 @@ from tollway.relay import send_whole, until_disconnect
 from tollway.routing.router import Router
 from tollway.switches import SwitchBoard
 from tollway.telemetry.logs import ACCESS_LOGGER
+from tollway.telemetry.observer import Observer
 from tollway.telemetry.sinks import Sink
 from tollway.translate.registry import Translations
 
@@ -88,6 +91,7 @@ class Pipeline:
         cache: ResponseCache | None,
         cors: Cors,
         sinks: Sequence[Sink],
+        observer: Observer,
         max_body_bytes: int,
         body_timeout: float,
         access_log: bool,
@@ -100,7 +104,8 @@ class Pipeline:
         self._cache = cache
         self._cors = cors
         self._sinks = tuple(sinks)
-        self._forwarder = Forwarder(router, meter, retry, translations, self.record_spend)
+        self._observer = observer
+        self._forwarder = Forwarder(router, meter, retry, translations, self.record_spend, observer)
         self._max_body = max_body_bytes
         self._body_timeout = body_timeout
         self._log = logging.getLogger(ACCESS_LOGGER)
@@ -124,6 +129,7 @@ class Pipeline:
         record = CallRecord(new_request_id(), endpoint, time.perf_counter(), time.time())
         record.scope, record.receive = scope, receive
         record.send = tracking(send, record.response, record.response_headers)
+        self._observer.call_started(record)
         try:
             if scope["method"] == "OPTIONS":
                 await self._preflight(record)
@@ -272,16 +278,21 @@ class Pipeline:
         assert record.principal is not None and record.plan is not None
         assert record.payload is not None and record.info is not None
         plan = record.plan
-        record.admission = await self._meter.admit(
-            record.principal,
-            self._router.chain(plan),
-            self._router.context_chain(plan),
-            record.endpoint,
-            record.payload,
-            record.info,
-            record.body,
-            record.request_id,
-        )
+        try:
+            record.admission = await self._meter.admit(
+                record.principal,
+                self._router.chain(plan),
+                self._router.context_chain(plan),
+                record.endpoint,
+                record.payload,
+                record.info,
+                record.body,
+                record.request_id,
+            )
+        except (PaymentRequired, RateLimited) as refusal:
+            reason = "budget" if isinstance(refusal, PaymentRequired) else "rate_limit"
+            self._observer.refused(record, reason)
+            raise
         self._meter.intend(record.intent(), record.admission, len(record.body))
 
     async def forward(self, record: CallRecord) -> None:
@@ -325,6 +336,7 @@ class Pipeline:
                 "settling a call failed", extra={"fields": {"request_id": record.request_id}}
             )
         self.log(record)
+        self._observer.call_finished(record)
         event = record.outcome.record
         if event is not None:
             for sink in self._sinks:

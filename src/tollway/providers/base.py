@@ -17,7 +17,7 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import orjson
@@ -64,6 +64,8 @@ class UpstreamCall:
     client_headers: Mapping[str, str]
     credential: str | None = None
     model: str = ""
+    # Added by telemetry (W3C trace context), after any signing: never credentials.
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Provider(ABC):
@@ -120,9 +122,8 @@ class Provider(ABC):
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         """Send the call; returns once response headers arrive."""
-        return await self._transport.post(
-            self.url(call), self.headers(call), call.body, stream=call.stream
-        )
+        headers = {**self.headers(call), **call.trace_headers}
+        return await self._transport.post(self.url(call), headers, call.body, stream=call.stream)
 
     async def stream_events(self, upstream: UpstreamResponse) -> AsyncIterator[bytes]:
         """The response's events, each whole (SSE framing by default)."""

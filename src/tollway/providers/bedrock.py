@@ -194,6 +194,7 @@ class BedrockProvider(Provider):
         url, headers = self.url(call), self.headers(call)
         if "authorization" not in headers:
             headers = self.sign(url, headers, call.body, await self._frozen_credentials())
+        headers.update(call.trace_headers)
         return await self._transport.post(url, headers, call.body, stream=call.stream)
 
     def sign(
