@@ -243,6 +243,7 @@ class Gateway:
                     self.meter.holds.start()
                     for sink in self.sinks:
                         await sink.start()
+                    await self.observer.start()
                 except MigrationError as exc:
                     log.error("startup failed", extra={"fields": {"reason": str(exc)}})
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -265,6 +266,7 @@ class Gateway:
         await self.meter.holds.aclose()
         for sink in self.sinks:
             await sink.aclose()
+        await self.observer.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         for provider in self.providers.values():

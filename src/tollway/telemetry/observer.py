@@ -33,6 +33,12 @@ T = TypeVar("T")
 class Observer:
     """Every hook does nothing; subclasses override what they need."""
 
+    async def start(self) -> None:
+        """Begin background work (exporters, dispatchers) once the event loop runs."""
+
+    async def aclose(self) -> None:
+        """Flush what is pending and stop (the gateway is shutting down)."""
+
     def call_started(self, record: CallRecord) -> None:
         """The call arrived (headers known, body not yet read)."""
 
@@ -72,6 +78,17 @@ class Observers(Observer):
             except Exception:  # the edge: telemetry never fails a call
                 log.exception("observer failed", extra={"fields": {"hook": hook}})
         return results
+
+    async def start(self) -> None:
+        for observer in self.observers:
+            await observer.start()
+
+    async def aclose(self) -> None:
+        for observer in self.observers:
+            try:
+                await observer.aclose()
+            except Exception:  # the edge: one failing shutdown must not stop the others
+                log.exception("observer failed", extra={"fields": {"hook": "aclose"}})
 
     def call_started(self, record: CallRecord) -> None:
         self._each("call_started", lambda o: o.call_started(record))
