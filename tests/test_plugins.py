@@ -31,9 +31,9 @@ def test_built_ins_are_entry_points() -> None:
     assert len(plugins.translators()) == 5
     assert isinstance(plugins.strategies({"least-busy"})["least-busy"], LeastBusy)
     assert {"pii", "secrets", "injection", "limits"} <= set(plugins.names(Group.GUARDS))
-    assert plugins.names(Group.SINKS) == ["jsonl"]
+    assert plugins.names(Group.SINKS) == ["file", "redis_stream", "webhook"]
     paths = {route.path for router in plugins.admin_routers() for route in router.routes}
-    assert {"/keys", "/projects", "/switches", "/spend"} <= paths
+    assert {"/keys", "/projects", "/switches", "/spend", "/events/sinks"} <= paths
 
 
 def test_the_example_plugin_is_installed_and_found() -> None:
@@ -80,7 +80,7 @@ def test_unknown_names_list_what_is_installed(fake: FakeUpstream, tmp_path: Path
     with pytest.raises(ValueError, match="unknown provider type 'nosuch'"):
         gateway_settings(fake, tmp_path, providers={"x": {"type": "nosuch"}}, models=[])
     with pytest.raises(
-        PluginError, match=r"No tollway.sinks plugin named 'kafka' \(installed: jsonl"
+        PluginError, match=r"No tollway.sinks plugin named 'kafka' \(installed: file, redis_"
     ):
         Plugins().sink("kafka")
 

@@ -34,6 +34,7 @@ from tollway.dialects.endpoints import ENDPOINTS_BY_PATH
 from tollway.dialects.render import render_error, request_id_headers
 from tollway.edge import Edge
 from tollway.errors import NotFound, TollwayError
+from tollway.events.service import Events
 from tollway.guards.runner import Guards
 from tollway.metering.budget import Ledger
 from tollway.metering.estimates import Estimator
@@ -44,6 +45,7 @@ from tollway.metering.prices import PriceBook
 from tollway.metering.records import Recorder
 from tollway.metering.redis_ledger import RedisLedger
 from tollway.metering.redis_limits import RedisLimiter
+from tollway.metering.retention import Retention
 from tollway.metering.sql_ledger import SqlLedger
 from tollway.metering.sqlite_ledger import SqliteLedger
 from tollway.metering.tokens import TokenCounter
@@ -58,9 +60,12 @@ from tollway.settings import Dialect, Settings
 from tollway.store.db import Database
 from tollway.store.migrate import MigrationError
 from tollway.switches import SwitchBoard
+from tollway.telemetry.access import AccessLog
+from tollway.telemetry.metrics import MetricsObserver, build_metrics
+from tollway.telemetry.metrics_route import PATH as METRICS_PATH
 from tollway.telemetry.observer import Observer, Observers
-from tollway.telemetry.sinks import Sink
 from tollway.translate.registry import Translations
+from tollway.ui.app import install_ui
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -99,6 +104,7 @@ class Gateway:
             self.redis = _redis(settings.redis_url)
         tokens = TokenCounter()
         self.recorder = Recorder(self.db, settings.data_dir)
+        self.retention = Retention(self.db, settings.retention)
         self.meter = Meter(
             PriceBook(),
             Holds(self._ledger(self.recorder.instance)),
@@ -110,11 +116,11 @@ class Gateway:
             settings.rate_limits_fail_open,
         )
         self.guards = Guards(self.plugins.guard, settings.guards, tokens)
+        # Events go to a durable outbox and on to the configured sinks (events/).
+        self.events = Events.from_settings(settings, self.plugins.sink, self.db, self.recorder)
+        self.recorder.quarantine.listener = self.events.quarantined
         # Telemetry listens to the proxy through one interface (metrics, traces, events).
-        self.observer = Observers(self._observers())
-        self.sinks: list[Sink] = [
-            self.plugins.sink(sink.type)(sink.options()) for sink in settings.sinks
-        ]
+        self.observer = Observers([*self._observers(), self.events])
         self.pipeline = Pipeline(
             self.directory,
             self.router,
@@ -125,7 +131,6 @@ class Gateway:
             self.guards,
             ResponseCache(self._cache_store(), settings.cache),
             Cors(self.db, self.directory),
-            self.sinks,
             self.observer,
             settings.max_body_bytes,
             settings.body_timeout,
@@ -133,7 +138,7 @@ class Gateway:
         )
         self.catalog = Catalog(self.directory, self.router)
         self.responses_socket = ResponsesSocket(
-            self.pipeline, self.directory, settings.max_body_bytes
+            self.pipeline, self.directory, self.switches, settings.max_body_bytes
         )
         self.admin: FastAPI = build_admin_app(
             AdminContext(
@@ -147,11 +152,27 @@ class Gateway:
             self.plugins.admin_routers(),
         )
         self.admin.state.gateway = self
-        self._others = Edge(self._route)
+        # The admin UI (/ui): pages, files and sign-in, on the management app.
+        install_ui(self.admin, settings)
+        # Everything but the proxy path gets its access-log line here (the proxy logs its own).
+        self._others = AccessLog(Edge(self._route), settings.log.access)
 
     def _observers(self) -> list[Observer]:
         """The telemetry observers the settings ask for."""
-        return []
+        observers: list[Observer] = []
+        self.metrics: MetricsObserver | None = None
+        if self.settings.metrics.enabled:
+            master_key, _ = ensure_master_key(self.settings)
+            self.metrics = build_metrics(
+                self.settings, self.db, self.redis, self.recorder, self.server_keys, master_key
+            )
+            observers.append(self.metrics)
+        if self.settings.telemetry.traces_url is not None:
+            # Imported only when asked for: without tracing the OpenTelemetry SDK never loads.
+            from tollway.telemetry.tracing import Tracing
+
+            observers.append(Tracing(self.settings.telemetry))
+        return observers
 
     def _cache_store(self) -> CacheStore:
         config = self.settings.cache
@@ -202,6 +223,8 @@ class Gateway:
         path: str = scope["path"]
         if path == "/v1/models" or path.startswith("/v1/models/"):
             await self.catalog.handle(scope, receive, send)
+        elif path == METRICS_PATH and self.metrics and self.metrics.endpoint.on_gateway_port:
+            await self.metrics.endpoint.handle(scope, receive, send)
         elif path.startswith("/v1/"):
             await self._unknown_route(scope, send)
         else:
@@ -241,8 +264,7 @@ class Gateway:
                     await self.db.migrate()
                     await self.recorder.start()  # replays dead processes' journals first
                     self.meter.holds.start()
-                    for sink in self.sinks:
-                        await sink.start()
+                    self.retention.start()
                     await self.observer.start()
                 except MigrationError as exc:
                     log.error("startup failed", extra={"fields": {"reason": str(exc)}})
@@ -263,9 +285,8 @@ class Gateway:
         """Finish background writes and close connection pools."""
         await self.directory.drain()
         await self.recorder.aclose()
+        await self.retention.aclose()
         await self.meter.holds.aclose()
-        for sink in self.sinks:
-            await sink.aclose()
         await self.observer.aclose()
         if self.redis is not None:
             await self.redis.aclose()

@@ -12,10 +12,14 @@ from tollway.dialects.validate import Payload
 from tollway.errors import InternalError
 from tollway.metering.meter import Admission, Outcome
 
+# The request log keeps this much of a client's User-Agent header.
+USER_AGENT_CHARS = 300
+
 if TYPE_CHECKING:
     from tollway.auth.credentials import Principal
     from tollway.cache.service import CachePlan
     from tollway.cache.wire import AnswerRecorder
+    from tollway.capture import BodyTap
     from tollway.guards.response import ResponseScreen
     from tollway.guards.runner import ActiveGuards, Decision
     from tollway.routing.router import Plan
@@ -48,6 +52,10 @@ class CallRecord:
     cache_recorder: AnswerRecorder | None = None
     cached: bool = False
     admission: Admission | None = None
+    # Counted in the key's request_count when its record is stored (keys without
+    # max_requests; those with it are counted at authorization).
+    count_request: bool = False
+    capture: BodyTap | None = None  # the project captures bodies: what was sent back
     # How it went.
     model: str | None = None
     provider: str | None = None
@@ -63,6 +71,8 @@ class CallRecord:
     outcome: Outcome = field(default_factory=Outcome)
     response: ResponseState = field(default_factory=ResponseState)
     extra: dict[str, Any] = field(default_factory=dict)
+    # The tracing observer's spans of this call between its hooks (never logged).
+    trace: Any = None
 
     def all_decisions(self) -> list[Decision]:
         """The guards' decisions on the request and, once screened, the response."""
@@ -82,6 +92,8 @@ class CallRecord:
             "model": self.model,
             "stream": self.stream,
             "metadata": key.metadata if key else {},
+            "count_request": self.count_request,
+            "user_agent": self.headers.get("user-agent", "")[:USER_AGENT_CHARS] or None,
         }
 
     def spend_fields(self) -> dict[str, Any]:

@@ -185,6 +185,53 @@ class LogConfig(Strict):
     access: bool = True
 
 
+class TelemetryConfig(Strict):
+    """OpenTelemetry traces over OTLP/HTTP: off until an endpoint is given. Unset fields
+    come from the standard ``OTEL_*`` variables (see settings.py)."""
+
+    otlp_endpoint: str | None = Field(
+        None,
+        description="The collector's OTLP/HTTP base URL (http://host:4318); /v1/traces is "
+        "added unless the URL already ends with it.",
+    )
+    otlp_traces_endpoint: str | None = Field(
+        None, description="The full traces URL, used as given (wins over otlp_endpoint)."
+    )
+    service_name: str = Field("tollway", min_length=1, max_length=256)
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Sent with every export (a collector's token)."
+    )
+    resource_attributes: dict[str, str] = Field(
+        default_factory=dict, description="Added to every span's resource (deployment.environment)."
+    )
+    sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of new traces recorded; a client's traceparent decides for its own.",
+    )
+    enabled: bool = Field(True, description="false: no traces even with an endpoint.")
+
+    @field_validator("otlp_endpoint", "otlp_traces_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @property
+    def traces_url(self) -> str | None:
+        """Where spans are sent, or None when tracing is off."""
+        if not self.enabled:
+            return None
+        if self.otlp_traces_endpoint:
+            return self.otlp_traces_endpoint
+        if self.otlp_endpoint:
+            base = self.otlp_endpoint.rstrip("/")
+            return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
+        return None
+
+
 # Model access groups: ``model_groups: {cheap: [gpt-4o-mini, "claude-haiku*"]}``. A key's
 # or project's model scope names a group as ``group:<name>``: the prefix keeps a group
 # from ever being mistaken for a model of the same name (model names are free text, and

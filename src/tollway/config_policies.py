@@ -1,15 +1,16 @@
-"""The configuration sections for policies: guards, the response cache, event sinks.
+"""The configuration sections for policies: guards and the response cache (event sinks
+are in ``events/config.py``).
 
-Guards and sinks are plugins, so their options are checked by the plugin itself when
-the gateway builds it (a bad option stops startup with the guard's own message); here
-only the shape and the names are.
+Guards are plugins, so their options are checked by the plugin itself when the gateway
+builds it (a bad option stops startup with the guard's own message); here only the shape
+and the names are.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from tollway.config import Strict, installed_plugin
 from tollway.plugins.groups import Group
@@ -47,20 +48,3 @@ class CacheConfig(Strict):
     shared: bool = Field(
         False, description="One cache for every project (default: each project its own)."
     )
-
-
-class SinkConfig(Strict):
-    """One event sink: a plugin ``type`` and its options (``path`` for jsonl)."""
-
-    model_config = Strict.model_config | {"extra": "allow"}
-
-    type: str
-
-    @field_validator("type")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        return installed_plugin(Group.SINKS, "sink type", value)
-
-    def options(self) -> dict[str, Any]:
-        """Everything but ``type``: what the sink is built with."""
-        return dict(self.model_extra or {})

@@ -80,7 +80,7 @@ class Cors:
             return None
         answer: RawHeaders = [
             (b"access-control-allow-origin", origin.encode("latin-1")),
-            (b"access-control-allow-methods", b"POST, GET, OPTIONS"),
+            (b"access-control-allow-methods", b"POST, OPTIONS"),
             (b"access-control-max-age", PREFLIGHT_MAX_AGE),
             (b"vary", b"origin, access-control-request-method, access-control-request-headers"),
         ]

@@ -2,12 +2,14 @@
 
     authenticate   the caller's key; the proxy's kill switch; a browser's origin
     read           the body, bounded in size and time
+    capture        keep the bodies of this call, when its project captures them
     validate       parse and check it for the endpoint
     route          the model's plan: deployments, fallbacks
     authorize      may this key use this model; count its request
     guard_request  guards block, redact (the payload is rewritten) or flag
+    rate_limit     rpm, tpm, max_parallel (a cache hit is a request too)
     cache_lookup   an exact earlier answer in this tenant's cache answers the call
-    admit          budgets (held) and rate limits
+    admit          budgets (held)
     forward        deployments, retries, fallbacks, translation, relay (forward.py), with
                    the answer screened on its way (guard response, guards/response.py)
     cache_store    a complete good answer is kept for the next identical call
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from tollway.asgi import (
     JSON_CONTENT_TYPE,
@@ -44,6 +46,7 @@ from tollway.auth.directory import KeyDirectory
 from tollway.cache.entry import STREAMED
 from tollway.cache.service import CACHE_HEADER, ResponseCache
 from tollway.call import CallRecord
+from tollway.capture import Capture
 from tollway.config import RetryConfig
 from tollway.cors import Cors, call_headers
 from tollway.dialects.endpoints import Endpoint, inspect
@@ -62,12 +65,12 @@ from tollway.forward import Forwarder, cost_header
 from tollway.guards.response import SCREENED, ResponseScreen
 from tollway.guards.runner import Guards
 from tollway.metering.meter import Meter
+from tollway.metering.records import utc_iso
 from tollway.relay import send_whole, until_disconnect
 from tollway.routing.router import Router
 from tollway.switches import SwitchBoard
 from tollway.telemetry.logs import ACCESS_LOGGER
 from tollway.telemetry.observer import Observer
-from tollway.telemetry.sinks import Sink
 from tollway.translate.registry import Translations
 
 CLIENT_CLOSED = 499
@@ -90,7 +93,6 @@ class Pipeline:
         guards: Guards,
         cache: ResponseCache | None,
         cors: Cors,
-        sinks: Sequence[Sink],
         observer: Observer,
         max_body_bytes: int,
         body_timeout: float,
@@ -103,20 +105,22 @@ class Pipeline:
         self._guards = guards
         self._cache = cache
         self._cors = cors
-        self._sinks = tuple(sinks)
         self._observer = observer
         self._forwarder = Forwarder(router, meter, retry, translations, self.record_spend, observer)
         self._max_body = max_body_bytes
         self._body_timeout = body_timeout
         self._log = logging.getLogger(ACCESS_LOGGER)
         self._access_log = access_log
+        self._capture = Capture()
         self.stages: tuple[Stage, ...] = (
             self.authenticate,
             self.read,
+            self.capture,
             self.validate,
             self.route,
             self.authorize,
             self.guard_request,
+            self.rate_limit,
             self.cache_lookup,
             self.admit,
             self.forward,
@@ -165,6 +169,7 @@ class Pipeline:
             )
         record.headers = headers = header_map(record.scope)
         epochs = await self._directory.epochs()
+        record.principal = await self._directory.authenticate(headers, epochs)
         await self._switches.refresh_if_changed(epochs.switches)
         if not self._switches.proxy_on():
             raise ServiceUnavailable(
@@ -172,7 +177,6 @@ class Pipeline:
                 code="switched_off",
                 retry_after=30,
             )
-        record.principal = await self._directory.authenticate(headers, epochs)
         origin = headers.get("origin")
         if origin is not None:
             record.response_headers.extend(call_headers(record.principal, origin))
@@ -183,6 +187,10 @@ class Pipeline:
         record.body = await read_body(
             record.receive, record.headers, self._max_body, self._body_timeout
         )
+
+    async def capture(self, record: CallRecord) -> None:
+        """Tap what the client will receive, when the key's project captures bodies."""
+        self._capture.tap(record)
 
     async def validate(self, record: CallRecord) -> None:
         """A JSON object of the endpoint's shape; what the gateway needs from it."""
@@ -198,7 +206,7 @@ class Pipeline:
     async def authorize(self, record: CallRecord) -> None:
         """May this caller use this model? (Fallbacks the operator configured may serve
         it; the key's scope is about what the client asks for.) Counts the request
-        against the key's ``max_requests``."""
+        against the key's ``max_requests``, or with its spend record when it has none."""
         assert record.principal is not None and record.plan is not None
         key = record.principal.key
         if key is not None and not key.allows(record.plan.model):
@@ -208,7 +216,7 @@ class Pipeline:
                 param="model",
                 code="model_not_allowed",
             )
-        await self._directory.consume(record.principal)
+        record.count_request = not await self._directory.consume(record.principal)
 
     async def guard_request(self, record: CallRecord) -> None:
         """The guards that apply to this caller screen the request: a block ends the
@@ -228,6 +236,9 @@ class Pipeline:
             return None
         assert record.principal is not None and record.payload is not None
         assert record.plan is not None and record.info is not None
+        off = record.plan.switched_off()
+        if off and len(off) == len(record.plan.deployments):
+            return None  # switched off: the call is refused, not answered from memory
         plan = record.cache = cache.plan(
             record.principal,
             record.endpoint,
@@ -273,13 +284,24 @@ class Pipeline:
             await send_whole(record.send, entry.status, body, entry.content_type, headers)
         return ANSWERED
 
+    async def rate_limit(self, record: CallRecord) -> None:
+        """The caller's rate limits (rpm, tpm, max_parallel), before anything answers."""
+        assert record.principal is not None
+        try:
+            record.admission = await self._meter.limit(record.principal)
+        except RateLimited:
+            self._observer.refused(record, "rate_limit")
+            raise
+
     async def admit(self, record: CallRecord) -> None:
-        """Budgets (a hold of the worst case) and rate limits; journal the intent."""
+        """Budgets (a hold of the worst case); journal the intent."""
         assert record.principal is not None and record.plan is not None
         assert record.payload is not None and record.info is not None
+        assert record.admission is not None
         plan = record.plan
         try:
-            record.admission = await self._meter.admit(
+            await self._meter.admit(
+                record.admission,
                 record.principal,
                 self._router.chain(plan),
                 self._router.context_chain(plan),
@@ -289,9 +311,8 @@ class Pipeline:
                 record.body,
                 record.request_id,
             )
-        except (PaymentRequired, RateLimited) as refusal:
-            reason = "budget" if isinstance(refusal, PaymentRequired) else "rate_limit"
-            self._observer.refused(record, reason)
+        except PaymentRequired:
+            self._observer.refused(record, "budget")
             raise
         self._meter.intend(record.intent(), record.admission, len(record.body))
 
@@ -315,32 +336,34 @@ class Pipeline:
         if cache is None or plan is None or recorder is None:
             return
         outcome = record.outcome
-        if record.error or outcome.earlier or record.output_limit_added:
+        if record.error or outcome.earlier:
             return
         usage = outcome.stream.usage if outcome.stream is not None else outcome.usage
         if usage is None or usage.estimated or usage.problem:
             return
-        await cache.keep(plan, recorder, record.endpoint, usage)
+        await cache.keep(
+            plan, recorder, record.endpoint, usage, whole_only=record.output_limit_added
+        )
 
     # -- after every call ---------------------------------------------------------------
 
     async def _close(self, record: CallRecord) -> None:
-        """Meter and log: journal the spend record, settle the call's holds, write the
-        access log line, hand the event to the sinks; never raises."""
+        """Meter and log: journal the spend record (and captured bodies), settle the
+        call's holds, write the access log line, tell the observers (metrics, traces,
+        events); never raises."""
         try:
             if record.principal is not None:
                 await self.record_spend(record)
                 await self._meter.release(record.outcome, record.admission)
+                bodies = self._capture.bodies(record, utc_iso(record.started_at))
+                if bodies is not None:
+                    self._meter.recorder.record_bodies(bodies)
         except Exception:  # the edge: the response is out; the failure is logged
             log.exception(
                 "settling a call failed", extra={"fields": {"request_id": record.request_id}}
             )
         self.log(record)
         self._observer.call_finished(record)
-        event = record.outcome.record
-        if event is not None:
-            for sink in self._sinks:
-                sink.emit(event)
 
     async def record_spend(self, record: CallRecord) -> None:
         """Journal the call's spend record once (estimating usage after a cut stream) and

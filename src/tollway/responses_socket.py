@@ -34,9 +34,10 @@ import orjson
 from tollway.asgi import Message, Receive, Scope, Send
 from tollway.auth.directory import KeyDirectory
 from tollway.dialects.endpoints import Endpoint
-from tollway.errors import TollwayError
+from tollway.errors import ServiceUnavailable, TollwayError
 from tollway.pipeline import Pipeline
 from tollway.sse import EventSplitter
+from tollway.switches import SwitchBoard
 from tollway.translate.base import event_json
 from tollway.translate.responses_to_openai_response import base_response, new_id
 
@@ -56,10 +57,25 @@ class _Memory:
 class ResponsesSocket:
     """Serves Responses requests arriving over one WebSocket connection each."""
 
-    def __init__(self, pipeline: Pipeline, directory: KeyDirectory, max_body: int) -> None:
+    def __init__(
+        self, pipeline: Pipeline, directory: KeyDirectory, switches: SwitchBoard, max_body: int
+    ) -> None:
         self._pipeline = pipeline
         self._directory = directory
+        self._switches = switches
         self._max_body = max_body
+
+    async def _switched_off(self) -> ServiceUnavailable | None:
+        """The error to answer while the proxy is switched off (state re-read first)."""
+        epochs = await self._directory.epochs()
+        await self._switches.refresh_if_changed(epochs.switches)
+        if self._switches.proxy_on():
+            return None
+        return ServiceUnavailable(
+            "The gateway is switched off by an operator; try again later.",
+            code="switched_off",
+            retry_after=30,
+        )
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One connection: accept (with a valid key), then one request at a time."""
@@ -68,6 +84,9 @@ class ResponsesSocket:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             await self._directory.authenticate(headers)
+            off = await self._switched_off()
+            if off is not None:
+                raise off
         except TollwayError as error:
             await _deny(scope, send, error)
             return
@@ -127,7 +146,11 @@ class ResponsesSocket:
             return True
         body["input"] = items
         if body.pop("generate", True) is False:
-            await self._warm_up(body, memory, send)
+            off = await self._switched_off()
+            if off is not None:
+                await _send_error(send, off.status, off.code, off.message)
+            else:
+                await self._warm_up(body, memory, send)
             return True
         return await self._run(scope, body, memory, receive, send, pending)
 

@@ -19,6 +19,7 @@ from tollway.settings import ConfigError, Settings, load_settings
 from tollway.store.db import Database
 from tollway.store.migrate import MigrationError
 from tollway.telemetry.logs import configure_logging
+from tollway.telemetry.metrics_files import shared_values
 
 log = logging.getLogger("tollway.server")
 _CONFIG_ENV = "TOLLWAY_CONFIG"
@@ -99,12 +100,15 @@ def serve(settings: Settings, config_path: Path | None) -> None:
         os.environ[_CONFIG_ENV] = str(config_path.resolve())
     os.environ["TOLLWAY_DATA_DIR"] = str(settings.data_dir.resolve())
     os.environ["TOLLWAY_WORKERS"] = str(settings.workers)
-    uvicorn.run(
-        "tollway.server:worker_app",
-        factory=True,
-        workers=settings.workers,
-        **common,  # type: ignore[arg-type]
-    )
+    # Workers keep metric values in files of one directory for this run (named in the
+    # environment they inherit), so that any of them can answer a scrape for all.
+    with shared_values(settings.data_dir):
+        uvicorn.run(
+            "tollway.server:worker_app",
+            factory=True,
+            workers=settings.workers,
+            **common,  # type: ignore[arg-type]
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

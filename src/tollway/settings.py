@@ -5,7 +5,9 @@ This is the only module that reads the process environment. Precedence, highest 
 ``TOLLWAY_TIMEOUTS__CONNECT=3``), then the YAML file (``--config``, ``TOLLWAY_CONFIG`` or
 ``./tollway.yaml``, with ``${VAR}`` and ``${VAR:-default}`` interpolation), then defaults.
 With no file at all, providers come from the standard variables that are set
-(``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``).
+(``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``). The standard OpenTelemetry variables
+(``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``, ...) fill in what the file's
+``telemetry`` section leaves unset.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 from pydantic import (
@@ -33,10 +36,15 @@ from tollway.config import (
     ModelConfig,
     ProviderConfig,
     RetryConfig,
+    TelemetryConfig,
     Timeouts,
     flatten_groups,
 )
-from tollway.config_policies import CacheConfig, SinkConfig, check_guards
+from tollway.config_policies import CacheConfig, check_guards
+from tollway.config_retention import RetentionConfig
+from tollway.events.config import EventsConfig
+from tollway.telemetry.metrics_config import MetricsConfig
+from tollway.ui.config import UiConfig
 
 DEFAULT_CONFIG_FILE = Path("tollway.yaml")
 MIB = 1024 * 1024
@@ -124,8 +132,16 @@ class Settings(BaseSettings):
         "a project's or key's own setting of a guard replaces this one.",
     )
     cache: CacheConfig = CacheConfig()
-    sinks: list[SinkConfig] = Field(
-        default_factory=list, description="Where each call's event goes besides the database."
+    retention: RetentionConfig = RetentionConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    events: EventsConfig = Field(
+        default_factory=EventsConfig,
+        description="Event export: a JSONL file, signed webhooks, a Redis stream, plugins.",
+    )
+    telemetry: TelemetryConfig = TelemetryConfig()
+    ui: UiConfig = Field(
+        default_factory=UiConfig,
+        description="The admin UI at /ui: session lifetime, cookie flags, OIDC sign-in.",
     )
 
     @classmethod
@@ -192,6 +208,18 @@ class Settings(BaseSettings):
     def _cache_backend_reachable(self) -> Settings:
         if self.cache.backend == "redis" and not self.redis_url:
             raise ValueError("cache.backend: redis needs redis_url")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_port_apart(self) -> Settings:
+        if self.metrics.port is not None and self.metrics.port == self.port:
+            raise ValueError("metrics.port: must differ from port (the gateway's own)")
+        return self
+
+    @model_validator(mode="after")
+    def _event_stream_reachable(self) -> Settings:
+        if self.events.redis_stream is not None and not self.redis_url:
+            raise ValueError("events.redis_stream: needs redis_url")
         return self
 
     @property
@@ -299,6 +327,57 @@ def _providers_from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     return {"providers": providers, "models": models} if providers else {}
 
 
+def _telemetry_from_environ(section: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The file's ``telemetry`` section, with what it leaves unset taken from the standard
+    OpenTelemetry variables
+    (https://opentelemetry.io/docs/specs/otel/protocol/exporter/#configuration-options)."""
+    out = dict(section)
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        out["enabled"] = False
+    traces = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if "otlp_endpoint" not in out and "otlp_traces_endpoint" not in out and (traces or base):
+        for variable in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+            protocol = environ.get(variable, "").strip()
+            if protocol and protocol != "http/protobuf":
+                raise ConfigError(
+                    f"{variable}: Tollway exports traces over http/protobuf only, not "
+                    f"{protocol[:40]!r}; point the endpoint at the collector's OTLP/HTTP "
+                    "port (4318)"
+                )
+            if protocol:
+                break
+        out["otlp_traces_endpoint" if traces else "otlp_endpoint"] = traces or base
+    resource = _otel_pairs(environ, "OTEL_RESOURCE_ATTRIBUTES")
+    if isinstance(out.get("resource_attributes", {}), dict):
+        out["resource_attributes"] = {**resource, **out.get("resource_attributes", {})}
+    # OTEL_SERVICE_NAME wins over a service.name among the resource attributes.
+    name = environ.get("OTEL_SERVICE_NAME") or resource.get("service.name")
+    if name and "service_name" not in out:
+        out["service_name"] = name
+    if isinstance(out.get("headers", {}), dict):
+        headers = {
+            **_otel_pairs(environ, "OTEL_EXPORTER_OTLP_HEADERS"),
+            **_otel_pairs(environ, "OTEL_EXPORTER_OTLP_TRACES_HEADERS"),
+        }
+        out["headers"] = {**headers, **out.get("headers", {})}
+    return {key: value for key, value in out.items() if value != {}}
+
+
+def _otel_pairs(environ: Mapping[str, str], variable: str) -> dict[str, str]:
+    """``key1=value1,key2=value2`` (percent-encoded), the OpenTelemetry list format."""
+    pairs: dict[str, str] = {}
+    for item in environ.get(variable, "").split(","):
+        if not item.strip():
+            continue
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            # The value is not shown: it may be a collector's token.
+            raise ConfigError(f"{variable}: give key=value pairs separated by commas")
+        pairs[unquote(key.strip())] = unquote(value.strip())
+    return pairs
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -317,6 +396,9 @@ def load_settings(
     """Load and validate settings; raises ConfigError naming the offending field."""
     path = _config_path(config_path, os.environ)
     data = _read_yaml(path, os.environ) if path is not None else _providers_from_environ(os.environ)
+    if isinstance(data.get("telemetry", {}), dict):
+        telemetry = _telemetry_from_environ(data.get("telemetry", {}), os.environ)
+        data.update({"telemetry": telemetry} if telemetry else {})
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return Settings(**data)

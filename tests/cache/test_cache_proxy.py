@@ -42,7 +42,7 @@ def _settings(
         data,
         **(extra or {}),
         cache={"enabled": True, **cache},
-        sinks=[{"type": "jsonl", "path": str(events), "flush_seconds": 0.05}],
+        events={"file": str(events)},
         models=[
             {"name": GPT, "provider": "oa", "model": GPT_UPSTREAM, "price": PRICE},
             {"name": SHORT, "provider": "oa", "model": GPT_UPSTREAM, "cache_ttl": 1},
@@ -92,8 +92,11 @@ def _event(gw: GatewayServer, request_id: str) -> dict[str, Any]:
         if path.exists():
             for line in path.read_bytes().splitlines():
                 event = orjson.loads(line)
-                if event["request_id"] == request_id:
-                    return dict(event)
+                if (
+                    event["type"] == "request.completed"
+                    and event["data"]["request_id"] == request_id
+                ):
+                    return dict(event["data"])
         time.sleep(0.05)
     raise AssertionError(f"no event for {request_id}")
 
@@ -288,3 +291,37 @@ def test_redis_backend_shared_by_two_gateways(
             client.delete(key)
         client.close()
         fake_server.reset()
+
+
+def test_budgeted_answers_are_kept_when_the_model_ended_them(
+    gw: GatewayServer, fake: FakeUpstream
+) -> None:
+    """No max_tokens on a budgeted key: the gateway adds one; a whole answer is kept."""
+    tenant = Tenant(gw, budget="1000")
+    assert _ask(tenant.oai).headers["x-tollway-cache"] == "miss"
+    assert _ask(tenant.oai).headers["x-tollway-cache"] == "hit"
+    assert len(fake.requests) == 1
+
+
+def test_answers_cut_at_an_added_limit_are_not_kept(gw: GatewayServer, fake: FakeUpstream) -> None:
+    from fake_upstream import Respond
+
+    cut = {
+        "id": "chatcmpl-cut",
+        "object": "chat.completion",
+        "created": 1,
+        "model": GPT_UPSTREAM,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Paris is"},
+                "finish_reason": "length",
+            }
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11},
+    }
+    tenant = Tenant(gw, budget="1000")
+    fake.script(Respond(body=orjson.dumps(cut)))
+    assert _ask(tenant.oai).headers["x-tollway-cache"] == "miss"
+    assert _ask(tenant.oai).headers["x-tollway-cache"] == "miss"
+    assert len(fake.requests) == 2

@@ -42,7 +42,7 @@ def guarded(
         fake_server,
         data,
         guards=GUARDS,
-        sinks=[{"type": "jsonl", "path": str(events), "flush_seconds": 0.05}],
+        events={"file": str(events)},
     )
     with running_gateway(settings) as server:
         yield server, events
@@ -54,14 +54,18 @@ def gw(guarded: tuple[GatewayServer, Path], fake: FakeUpstream) -> GatewayServer
 
 
 def _event(events: Path, request_id: str) -> dict[str, Any]:
-    """The sink's event for one call (waits for the background flush)."""
+    """The spend record in the file sink's ``request.completed`` event for one call
+    (waits for the background delivery)."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         if events.exists():
             for line in events.read_bytes().splitlines():
                 event = orjson.loads(line)
-                if event["request_id"] == request_id:
-                    return dict(event)
+                if (
+                    event["type"] == "request.completed"
+                    and event["data"]["request_id"] == request_id
+                ):
+                    return dict(event["data"])
         time.sleep(0.05)
     raise AssertionError(f"no event for {request_id}")
 

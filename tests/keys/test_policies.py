@@ -58,7 +58,10 @@ def test_project_policies_round_trip(api: httpx.Client) -> None:
             json={"cache": {"enabled": False}, "cors_origins": ["*"], "guards": {}},
         )
     )
-    assert changed["cache"] == {"enabled": False, "ttl": 3600}  # the default TTL
+    assert changed["cache"] == {
+        "enabled": False,
+        "ttl": None,
+    }  # unset: the model's or the gateway's
     assert changed["cors_origins"] == ["*"]
     assert changed["guards"] == {}
     cleared = ok(
@@ -264,7 +267,7 @@ def test_cli_sets_project_policies(gw: ServedGateway, api: httpx.Client) -> None
 
     done = run_cli("projects", "update", name, "--no-cache", *connect)
     assert done.returncode == 0, done.stderr
-    assert ok(api.get(f"/projects/{name}"))["cache"] == {"enabled": False, "ttl": 3600}
+    assert ok(api.get(f"/projects/{name}"))["cache"] == {"enabled": False, "ttl": None}
 
     done = run_cli("keys", "create", "--name", "g", "--guard", "pii=block", "--json", *connect)
     assert done.returncode == 0, done.stderr

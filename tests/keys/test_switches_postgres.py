@@ -138,7 +138,7 @@ async def test_policies_on_postgres(pgw: ServedGateway, api: httpx.Client) -> No
         cache={"enabled": True},
     )
     assert project["cors_origins"] == ["http://localhost:3000", "http://localhost"]
-    assert project["cache"] == {"enabled": True, "ttl": 3600}
+    assert project["cache"] == {"enabled": True, "ttl": None}
     key = new_key(api, name="pg policy", project="pg-policies", guards={"pii": {"action": "off"}})
     assert ok(api.get(f"/keys/{key['id']}"))["guards"] == {"pii": {"action": "off"}}
     # Postgres refuses NUL in text, JSON included: a 4xx before it gets there.
@@ -163,7 +163,7 @@ async def test_policies_on_postgres(pgw: ServedGateway, api: httpx.Client) -> No
     finally:
         await db.aclose()
     assert entry is not None
-    assert entry.project_policy.cache == CachePolicy(True, 3600)
+    assert entry.project_policy.cache == CachePolicy(True, None)
     assert entry.project_policy.guards["pii"] == GuardSetting(
         "redact", {"kinds": ["email", "iban"], "private_ips": True}
     )

@@ -529,44 +529,39 @@ async def insert_spend(
     cost: Decimal,
     model: str = "dollar-gpt",
 ) -> str:
-    """Put one spend record straight into the gateway's database (as if written by an
-    earlier call); returns its request id."""
-    from sqlalchemy import insert
-
+    """Put one spend record into the gateway's database (as if written by an earlier
+    call), through the spend writer's own insert (so its rollups are kept too); returns
+    its request id."""
+    from tollway.metering.spend_rows import insert_rows, to_row
     from tollway.store.db import Database
-    from tollway.store.spend import to_pico
-    from tollway.store.tables import SpendRecord
 
     request_id = "req_" + os.urandom(12).hex()
+    record = {
+        "request_id": request_id,
+        "ts": ts.isoformat(),
+        "key_id": key_id,
+        "project_id": project_id,
+        "endpoint": "chat.completions",
+        "model": model,
+        "provider": "oa",
+        "upstream_model": model,
+        "input_tokens": 10,
+        "output_tokens": 10,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": str(cost),
+        "priced": True,
+        "estimated": False,
+        "status": 200,
+        "latency_ms": 1.0,
+        "stream": False,
+        "cached": False,
+        "metadata": {},
+    }
     db = Database(database_url)
     try:
-        async with db.transaction() as session:
-            await session.execute(
-                insert(SpendRecord).values(
-                    request_id=request_id,
-                    ts=ts,
-                    key_id=key_id,
-                    project_id=project_id,
-                    endpoint="chat.completions",
-                    model=model,
-                    provider="oa",
-                    upstream_model=model,
-                    input_tokens=10,
-                    output_tokens=10,
-                    cache_read_tokens=0,
-                    cache_write_tokens=0,
-                    reasoning_tokens=0,
-                    cost_usd=cost,
-                    cost_pico=to_pico(cost),
-                    priced=True,
-                    estimated=False,
-                    status=200,
-                    latency_ms=1.0,
-                    stream=False,
-                    cached=False,
-                    metadata_={},
-                )
-            )
+        await insert_rows(db, [to_row(record)])
     finally:
         await db.aclose()
     return request_id

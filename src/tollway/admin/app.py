@@ -147,6 +147,18 @@ def ensure_guarded(app: FastAPI) -> None:
             raise RuntimeError(f"management route {route.path} has no admin guard")
 
 
+def _only_api_routes(router: APIRouter) -> None:
+    """Refuse a router with anything but API routes (a plain route, a mounted app, a
+    WebSocket): only API routes carry the dependencies ``ensure_guarded`` checks."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            path = getattr(route, "path", "?")
+            raise RuntimeError(
+                f"management router route {path} is not an API route; only guarded API "
+                "routes may be added to the management API"
+            )
+
+
 def build_admin_app(ctx: AdminContext, routers: Sequence[APIRouter]) -> FastAPI:
     """The FastAPI app behind the gateway's proxy routes: ``routers`` (plugins, built-in
     or not, under /api/v1), health checks; it refuses to build if a route is unguarded."""
@@ -162,6 +174,7 @@ def build_admin_app(ctx: AdminContext, routers: Sequence[APIRouter]) -> FastAPI:
 
     api = APIRouter(prefix=API_PREFIX, responses=errors(400, 401, 403, 422))
     for router in routers:
+        _only_api_routes(router)
         api.include_router(router)
     app.include_router(api)
 

@@ -24,6 +24,7 @@ from tollway.settings import Settings
 from tollway.store import admin_keys
 from tollway.store.db import Database
 from tollway.store.ids import ADMIN_KEY_PREFIX
+from tollway.ui import sessions as ui_sessions
 
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 GUARD_MARK = "tollway_admin_guard"
@@ -94,7 +95,13 @@ async def authenticate(request: Request, ctx: AdminContext) -> Admin:
     headers = {k.lower(): v for k, v in request.headers.items()}
     key = presented_key(headers)
     if key is None:
-        raise Unauthorized("The management API needs the master key or an admin key.")
+        # No key: an admin UI session's cookie (its CSRF token checked on writes).
+        signed_in = await ui_sessions.admitted(request, ctx.db, ctx.server_keys, ctx.master_key)
+        if signed_in is not None:
+            return Admin(actor=signed_in.actor, role=signed_in.role)
+        raise Unauthorized(
+            "The management API needs the master key or an admin key (or a /ui sign-in)."
+        )
     if hmac.compare_digest(key.encode(), ctx.master_key):
         return Admin(actor="master", role="admin")
     if key.startswith(ADMIN_KEY_PREFIX):

@@ -26,6 +26,7 @@ from tollway.admin.views import key_public, project_filter, spend_summary
 from tollway.audit.chain import append
 from tollway.bounds import MAX_METADATA_FIELDS, SAFE_INT
 from tollway.errors import BadRequest, NotFound
+from tollway.events.admin import EventLog
 from tollway.store import keys as key_store
 from tollway.store import projects as project_store
 
@@ -40,6 +41,7 @@ async def create_key(
     caller: Caller,
     settings: Configured,
     request: Request,
+    events: EventLog,
 ) -> KeyCreated:
     """Mint a key. The secret is in this answer and nowhere else, ever."""
     if body.ttl is not None and body.expires_at is not None:
@@ -73,6 +75,7 @@ async def create_key(
             target_id=key.id,
             details=public.model_dump(mode="json", include=_AUDITED),
         )
+    events.key_created(public.model_dump(mode="json", exclude={"spend_usd"}), caller.actor)
     return KeyCreated(**public.model_dump(), key=secret)
 
 
@@ -171,13 +174,14 @@ async def update_key(
 
 
 @router.delete("/{key_id}", response_model=KeyPublic, responses=errors(404))
-async def revoke_key(key_id: str, ctx: Context, caller: Caller) -> KeyPublic:
+async def revoke_key(key_id: str, ctx: Context, caller: Caller, events: EventLog) -> KeyPublic:
     """Revoke a key at once, in every process; the row stays for history and spend."""
     async with ctx.db.transaction() as session:
         key = await key_store.get(session, key_id)
         if key is None:
             raise NotFound(f"No key with id '{key_id}'.")
-        if await key_store.revoke(session, key):
+        revoked = await key_store.revoke(session, key)
+        if revoked:
             await append(
                 session,
                 ctx.server_keys.audit,
@@ -187,4 +191,7 @@ async def revoke_key(key_id: str, ctx: Context, caller: Caller) -> KeyPublic:
                 target_id=key.id,
                 details={"name": key.name},
             )
-        return key_public(key)
+        public = key_public(key)
+    if revoked:  # committed: now it may be told
+        events.key_revoked(key.id, key.name, key.project_id, caller.actor)
+    return public

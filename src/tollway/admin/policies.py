@@ -1,5 +1,5 @@
 """Field types of the per-project and per-key policies: model scopes, guards, CORS
-origins and the response cache, each bounded like metadata (they ride in every cached
+origins, the response cache and body capture, each bounded like metadata (they ride in every cached
 key entry, and are audited as JSON)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from tollway.admin.fields import _json_integer, object_problem
 from tollway.bounds import MAX_METADATA_BYTES, MAX_METADATA_FIELDS, MAX_MODEL_NAME
+from tollway.capture import MAX_CAPTURE_BYTES
 
 # A model scope is matched name by name on first use of each model: keep it short.
 MAX_SCOPE_ENTRIES = 256
@@ -29,7 +30,6 @@ REQUEST_GUARDS = frozenset({"limits"})
 MAX_ORIGINS = 64
 MAX_ORIGIN_CHARS = 300
 MAX_CACHE_TTL = 86_400
-DEFAULT_CACHE_TTL = 3_600
 
 ModelScope = Annotated[
     list[Annotated[str, Field(min_length=1, max_length=MAX_MODEL_NAME)]],
@@ -182,5 +182,16 @@ CorsOrigins = Annotated[
 CacheTtl = Annotated[
     int,
     Field(ge=1, le=MAX_CACHE_TTL, description="Seconds an answer is kept."),
+    BeforeValidator(_json_integer),
+]
+
+MIN_CAPTURE_BYTES = 1024
+CaptureBytes = Annotated[
+    int,
+    Field(
+        ge=MIN_CAPTURE_BYTES,
+        le=MAX_CAPTURE_BYTES,
+        description="Bytes kept of each request and each response (the rest is cut).",
+    ),
     BeforeValidator(_json_integer),
 ]

@@ -26,6 +26,7 @@ from tollway.admin.schemas import (
 from tollway.admin.views import project_public, spend_summary
 from tollway.audit.chain import append
 from tollway.errors import BadRequest, NotFound
+from tollway.events.admin import EventLog
 from tollway.store import projects as project_store
 from tollway.store.tables import Project
 
@@ -52,10 +53,13 @@ async def _project(session: AsyncSession, ref: str) -> Project:
 
 
 def _changes(body: ProjectCreate | ProjectUpdate, mode: str = "python") -> dict[str, Any]:
-    """The fields sent; a cache setting whole, with its default TTL when none was sent."""
+    """The fields sent; a cache or capture setting whole, with its defaults (TTL, size)
+    when they were not sent."""
     changes = body.model_dump(mode=mode, exclude_unset=True)
     if body.cache is not None:
         changes["cache"] = body.cache.model_dump(mode=mode)
+    if body.capture is not None:
+        changes["capture"] = body.capture.model_dump(mode=mode)
     return changes
 
 
@@ -158,11 +162,14 @@ async def update_project(
 
 
 @router.post("/{project_ref}/revoke-keys", response_model=RevokeResult, responses=errors(404))
-async def revoke_project_keys(project_ref: str, ctx: Context, caller: Caller) -> RevokeResult:
+async def revoke_project_keys(
+    project_ref: str, ctx: Context, caller: Caller, events: EventLog
+) -> RevokeResult:
     """Revoke every key of a project at once."""
     async with ctx.db.transaction() as session:
         project = await _project(session, project_ref)
-        count = await project_store.revoke_keys(session, project.id)
+        revoked = await project_store.revoke_keys(session, project.id)
+        count = len(revoked)
         await append(
             session,
             ctx.server_keys.audit,
@@ -172,4 +179,6 @@ async def revoke_project_keys(project_ref: str, ctx: Context, caller: Caller) ->
             target_id=project.id,
             details={"revoked": count},
         )
+    for key_id, name in revoked:  # committed: now they may be told
+        events.key_revoked(key_id, name, project.id, caller.actor, via="project")
     return RevokeResult(project_id=project.id, revoked=count)

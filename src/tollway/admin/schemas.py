@@ -36,8 +36,8 @@ from tollway.admin.fields import (
     storable,
 )
 from tollway.admin.policies import (
-    DEFAULT_CACHE_TTL,
     CacheTtl,
+    CaptureBytes,
     CorsOrigins,
     Guards,
     ModelScope,
@@ -49,6 +49,7 @@ from tollway.bounds import (
     MAX_METADATA_TEXT,
     SAFE_INT,
 )
+from tollway.capture import DEFAULT_CAPTURE_BYTES
 
 
 class Body(BaseModel):
@@ -171,7 +172,17 @@ class CacheSettings(Body):
     """A project's response cache."""
 
     enabled: StrictBool
-    ttl: CacheTtl = DEFAULT_CACHE_TTL
+    ttl: CacheTtl | None = Field(
+        None, description="Seconds; unset: the model's cache_ttl, else the gateway's cache.ttl."
+    )
+
+
+class CaptureSettings(Body):
+    """A project's capture of prompt and response bodies into the request log (secrets
+    redacted, each body cut to ``max_bytes``)."""
+
+    enabled: StrictBool
+    max_bytes: CaptureBytes = DEFAULT_CAPTURE_BYTES
 
 
 class ProjectPolicies(Limits):
@@ -181,6 +192,7 @@ class ProjectPolicies(Limits):
     guards: Guards | None = None
     cors_origins: CorsOrigins | None = None
     cache: CacheSettings | None = None
+    capture: CaptureSettings | None = Field(None, description="Off unless set and enabled.")
 
 
 class ProjectCreate(ProjectPolicies):
@@ -203,7 +215,14 @@ class CachePublic(BaseModel):
     """A project's response cache as stored."""
 
     enabled: bool
-    ttl: int
+    ttl: int | None
+
+
+class CapturePublic(BaseModel):
+    """A project's body capture as stored."""
+
+    enabled: bool
+    max_bytes: int
 
 
 class ProjectPublic(BaseModel):
@@ -222,6 +241,7 @@ class ProjectPublic(BaseModel):
     guards: dict[str, Any]
     cors_origins: list[str]
     cache: CachePublic | None
+    capture: CapturePublic | None = None
     credential_providers: list[str]
     created_at: datetime
     updated_at: datetime

@@ -12,6 +12,7 @@ from tollway.admin.schemas import (
     AdminKeyPublic,
     AuditEntryPublic,
     CachePublic,
+    CapturePublic,
     KeyPublic,
     ProjectPublic,
     SpendSummary,
@@ -110,6 +111,7 @@ def project_public(project: Project, server_keys: ServerKeys) -> ProjectPublic:
         guards=project.guards or {},
         cors_origins=project.cors_origins or [],
         cache=CachePublic(**project.cache) if project.cache else None,
+        capture=CapturePublic(**project.capture) if project.capture else None,
         credential_providers=sorted(project_store.open_credentials(server_keys, project)),
         **_limits_and_times(project),
     )

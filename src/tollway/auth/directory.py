@@ -65,7 +65,14 @@ class CachePolicy:
     """A project's response cache: on or off, and how long an answer is kept."""
 
     enabled: bool
-    ttl: int  # seconds, 1..86400
+    ttl: int | None  # seconds, 1..86400; None: the model's or the gateway's
+
+
+@dataclass(frozen=True, slots=True)
+class CapturePolicy:
+    """A project's body capture (on when set): how much of each body is kept."""
+
+    max_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,7 @@ class ProjectPolicy:
     cors_origins: frozenset[str] = frozenset()
     cache: CachePolicy | None = None  # None: not set (the gateway's default applies)
     models: tuple[str, ...] | None = None  # the scope as stored (groups not expanded)
+    capture: CapturePolicy | None = None  # None: bodies are not captured (the default)
 
     def allows_origin(self, origin: str) -> bool:
         """Whether a browser at ``origin`` (the Origin header, exactly) may call."""
@@ -147,14 +155,25 @@ def guard_settings(stored: Mapping[str, Any] | None) -> Mapping[str, GuardSettin
     )
 
 
+def _capture(setting: Mapping[str, Any] | None) -> CapturePolicy | None:
+    if not setting or not setting.get("enabled"):
+        return None
+    return CapturePolicy(int(setting["max_bytes"]))
+
+
+def _ttl(value: Any) -> int | None:
+    return int(value) if value is not None else None
+
+
 def project_policy(project: Project) -> ProjectPolicy:
     """A project's stored policy columns for the hot path."""
     cache = project.cache
     return ProjectPolicy(
         guards=guard_settings(project.guards),
         cors_origins=frozenset(project.cors_origins or ()),
-        cache=CachePolicy(bool(cache["enabled"]), int(cache["ttl"])) if cache else None,
+        cache=CachePolicy(bool(cache["enabled"]), _ttl(cache.get("ttl"))) if cache else None,
         models=tuple(project.models) if project.models is not None else None,
+        capture=_capture(project.capture),
     )
 
 
@@ -220,17 +239,20 @@ class KeyDirectory:
             raise Unauthorized("This API key has expired.")
         return Principal(kind="virtual", key_id=entry.id, key=entry)
 
-    async def consume(self, principal: Principal) -> None:
+    async def consume(self, principal: Principal) -> bool:
         """Count one admitted request against the key's ``max_requests`` (403 when none
-        are left); called once the request is known to be allowed."""
+        are left); called once the request is known to be allowed. False when the key
+        has no ``max_requests``: its count is then kept with the call's spend record,
+        off the request path."""
         entry = principal.key
         if entry is None or entry.max_requests is None:
-            return
+            return False
         if not await self._take_request(entry):
             raise Forbidden(
                 f"This API key has used all {entry.max_requests} of its allowed requests.",
                 code="request_quota_exhausted",
             )
+        return True
 
     async def _lookup(self, key: str, epochs: Epochs | None) -> KeyEntry | None:
         epoch = await self._keys_epoch(epochs)

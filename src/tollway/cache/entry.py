@@ -139,6 +139,23 @@ class Entry:
         except _SHAPE_ERRORS as error:
             raise ValueError(f"cache entry cannot be replayed as a stream: {error}") from None
 
+    def cut_short(self) -> bool:
+        """Whether the answer stopped at its output limit (``length``, ``max_tokens``, an
+        incomplete Responses answer) rather than where the model ended it; an unreadable
+        entry counts as cut short."""
+        try:
+            body = _parse(self.body) if self.body is not None else self._accumulated()
+        except (*_SHAPE_ERRORS, ValueError):
+            return True
+        if self.endpoint in (Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS):
+            choices = body.get("choices") or []
+            return any(c.get("finish_reason") in (None, "length") for c in choices)
+        if self.endpoint is Endpoint.RESPONSES:
+            return body.get("status") != "completed"
+        if self.endpoint is Endpoint.MESSAGES:
+            return body.get("stop_reason") in (None, "max_tokens")
+        return False
+
     def _accumulated(self) -> Body:
         body = accumulate(self.endpoint, self.events or (), self.usage_object())
         if body is None:

@@ -12,9 +12,10 @@ to its provider account); master-key calls share the ``master`` scope.
 TTL: the project's, else the model's ``cache_ttl``, else the gateway's ``cache.ttl``.
 
 Kept: a 200 answer delivered whole, within ``max_entry_bytes``, of a call that needed
-no retry after a billed failure (the stored token counts are the answer's own) and that
-went out with the client's own output limit (one the gateway added for a budget could
-cut an answer another caller would get whole).
+no retry after a billed failure (the stored token counts are the answer's own). When the
+gateway added an output limit (for a budget, or the model's ``max_output_tokens``), the
+answer is kept only if the model ended it before that limit: a cut answer must not
+serve a caller who would have got it whole.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class ResponseCache:
         )
         if key is None:
             return None
-        ttl = policy.ttl if policy is not None else model_ttl or self._config.ttl
+        ttl = (policy.ttl if policy is not None else None) or model_ttl or self._config.ttl
         return CachePlan(key, ttl, read, store)
 
     def _scope(self, principal: Principal) -> str:
@@ -99,13 +100,20 @@ class ResponseCache:
         return AnswerRecorder(send, self._config.max_entry_bytes)
 
     async def keep(
-        self, plan: CachePlan, recorder: AnswerRecorder, endpoint: Endpoint, usage: Usage | None
+        self,
+        plan: CachePlan,
+        recorder: AnswerRecorder,
+        endpoint: Endpoint,
+        usage: Usage | None,
+        *,
+        whole_only: bool = False,
     ) -> bool:
-        """Store what ``recorder`` saw, if it is a complete good answer; whether it was."""
+        """Store what ``recorder`` saw, if it is a complete good answer (``whole_only``:
+        and it was not cut at its output limit); whether it was."""
         if not plan.store:
             return False
         entry = recorder.entry(endpoint, usage)
-        if entry is None:
+        if entry is None or (whole_only and entry.cut_short()):
             return False
         await self.store.put(plan.key, entry, plan.ttl)
         return True

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from tollway.cli import audit, keys, projects, spend, switches
+from tollway.cli import audit, events, keys, projects, requests, spend, switches
 
 app = typer.Typer(
     name="tollway",
@@ -26,6 +26,9 @@ app.add_typer(projects.app)
 app.add_typer(audit.app)
 app.add_typer(spend.app)
 app.add_typer(switches.app)
+app.add_typer(requests.app)
+app.add_typer(requests.subjects)
+app.add_typer(events.app)
 
 ConfigOption = Annotated[
     Path | None,

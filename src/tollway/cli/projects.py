@@ -68,6 +68,27 @@ CacheTtlOption = Annotated[
 ]
 
 
+CaptureOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--capture/--no-capture",
+        help="Keep its calls' request and response bodies in the request log (secrets redacted).",
+    ),
+]
+CaptureBytesOption = Annotated[
+    int | None,
+    typer.Option("--capture-bytes", metavar="BYTES", help="How much of each body is kept."),
+]
+
+
+def _capture(capture: bool | None, size: int | None) -> dict[str, Any] | None:
+    """--capture / --no-capture / --capture-bytes as the ``capture`` field (a size implies
+    --capture)."""
+    if capture is None and size is None:
+        return None
+    return given({"enabled": capture if capture is not None else True, "max_bytes": size})
+
+
 def _credentials(credential: list[str] | None) -> dict[str, str] | None:
     return parse_pairs(credential, "--credential") or None
 
@@ -158,6 +179,8 @@ def update(
     cors_origin: CorsOption = None,
     cache: CacheOption = None,
     cache_ttl: CacheTtlOption = None,
+    capture: CaptureOption = None,
+    capture_bytes: CaptureBytesOption = None,
     active: Annotated[
         bool | None, typer.Option("--activate/--deactivate", help="Switch all its keys.")
     ] = None,
@@ -167,7 +190,13 @@ def update(
     body = (
         limit_fields(budget, budget_period, rpm, tpm, max_parallel, meta)
         | _policies(models, guard, guards, cors_origin, cache, cache_ttl)
-        | given({"credentials": _credentials(credential), "active": active})
+        | given(
+            {
+                "credentials": _credentials(credential),
+                "active": active,
+                "capture": _capture(capture, capture_bytes),
+            }
+        )
     )
     patch(ctx, f"/projects/{project}", body, as_json)
 

@@ -27,13 +27,16 @@ from typing import Any, ClassVar
 
 from tollway.guards import options as opt
 from tollway.guards.base import Finding, TextGuard
+from tollway.guards.fold import fold
+from tollway.guards.injection_signals import CAP
 from tollway.guards.injection_table import SIGNALS
 from tollway.guards.literals import Literals
 
-# Zero-width and formatting characters used to split trigger words ("ig\u200bnore").
-_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200d\u2060-\u2063\ufeff]")
-
-
+# A run of a delimiter character (the "===", "***", "---" and "##" of fake_delimiter)
+# longer than any repeat a signal allows (``CAP``) reads as CAP + 1 of it: no signal
+# tells the two apart, and that signal tried at each character of a long run of "="
+# would cost ~40 steps a character.
+_RUN = re.compile(r"([=*#-])\1{%d,}" % CAP)
 _FOLDED = Literals(
     literal
     for signal in SIGNALS
@@ -45,14 +48,18 @@ _CASED = Literals(
 )
 
 
+def _shorten_runs(text: str) -> str:
+    return _RUN.sub(lambda run: run.group(1) * (CAP + 1), text)
+
+
 def normalize(text: str) -> str:
-    """Lower case, compatibility forms folded (full-width letters), invisibles removed."""
+    """Lower case, folded (``fold.py``: invisible characters dropped, full-width letters
+    and the like read as what they look like), composed (NFKC), long runs shortened."""
     if not text.isascii():
+        text = fold(text).text
         if not unicodedata.is_normalized("NFKC", text):
             text = unicodedata.normalize("NFKC", text)
-        if _INVISIBLE.search(text):
-            text = _INVISIBLE.sub("", text)
-    return text.lower()
+    return _shorten_runs(text.lower())
 
 
 class InjectionGuard(TextGuard):
@@ -74,7 +81,7 @@ class InjectionGuard(TextGuard):
 
     def score(self, text: str) -> float:
         """How likely ``text`` is a prompt injection, in [0, 1]."""
-        folded = normalize(text)
+        folded, text = normalize(text), _shorten_runs(text)
         in_folded, in_text = _FOLDED.find(folded), _CASED.find(text)
         keep = 0.0  # log of the probability that no signal is evidence of an attack
         for signal in SIGNALS:

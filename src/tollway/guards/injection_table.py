@@ -280,6 +280,7 @@ SIGNALS: tuple[Signal, ...] = (
             "|gut gemacht|wow|great|perfect|fantastic|fantastisch|outdone yourself|ausgezeichnet"
             "|hervorragend|großartig"
         ),
+        "now|that is enough|nun|jetzt",
     ),
     signal(
         "enough",

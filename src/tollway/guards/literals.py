@@ -15,6 +15,15 @@ import ahocorasick  # type: ignore[import-not-found]
 Positions = dict[str, list[int]]
 
 
+def lower(text: str) -> str:
+    """Lower case with the same length (a few characters lower to two: keep those), so
+    positions found in it are positions in ``text``."""
+    folded = text.lower()
+    if len(folded) == len(text):
+        return folded
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
 class Literals:
     """A fixed set of literals; ``find`` says where each occurs (built once, read-only)."""
 

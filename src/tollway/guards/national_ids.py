@@ -12,6 +12,7 @@ National Insurance number) count anywhere.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ from stdnum.pl import pesel
 from stdnum.se import personnummer
 from stdnum.us import ssn
 
+from tollway.guards.literals import Literals, lower
+
 # How far before a bare number its name may stand (characters).
 CONTEXT_CHARS = 48
 _NAMES = re.compile(
@@ -31,6 +34,11 @@ _NAMES = re.compile(
     r"|tax\s*(?:id|identification)|personnummer|personal\s*(?:id|number|identity)"
     r"|national\s*(?:id|insurance|identity)|nir\b|s[ée]curit[ée]\s+sociale|insee"
     r"|id\s*(?:no|nr|number|#))"
+)
+# What each alternative of _NAMES starts with, lower case.
+_NAME_LITERALS = Literals(
+    "ssn social bsn burgerservice pesel steuer tax personnummer personal national nir "
+    "sécurit securit insee id".split()
 )
 # UK National Insurance numbers: letters and prefixes HMRC never issues
 # (https://www.gov.uk/hmrc-internal-manuals/national-insurance-manual/nim39110).
@@ -96,18 +104,32 @@ def national_ids(
 ) -> Iterator[tuple[int, int]]:
     """Valid national id numbers in ``text[low:high]``, which holds ``digits`` in a row."""
     high = len(text) if high is None else high
-    named: bool | None = None  # whether a name for an id stands in or just before the range
+    names: list[int] | None = None  # where a name for an id may start, in or before the range
     for rule in _RULES:
         if rule.digits > digits:
             continue
         if rule.needs_name:
-            if named is None:
-                named = _NAMES.search(text, max(0, low - CONTEXT_CHARS), high) is not None
-            if not named:
+            if names is None:
+                names = _name_starts(text, max(0, low - CONTEXT_CHARS), high)
+            if not names:
                 continue
         for match in rule.pattern.finditer(text, low, high):
             start, end = match.span()
-            if rule.needs_name and not _NAMES.search(text, max(0, start - CONTEXT_CHARS), start):
+            if rule.needs_name and not _named(text, names or [], start):
                 continue
             if rule.valid(match.group()):
                 yield start, end
+
+
+def _name_starts(text: str, low: int, high: int) -> list[int]:
+    """Where a name for an id starts in ``text[low:high]``, sorted: literals found in one
+    pass, each confirmed by the pattern (which alone would take ~0.3 ms per KB)."""
+    found = _NAME_LITERALS.find(lower(text[low:high]))
+    starts = sorted({low + at for positions in found.values() for at in positions})
+    return [at for at in starts if _NAMES.match(text, at, high)]
+
+
+def _named(text: str, names: list[int], start: int) -> bool:
+    """Whether a name ends before ``start`` and starts at most CONTEXT_CHARS before it."""
+    first = bisect_left(names, start - CONTEXT_CHARS)
+    return any(_NAMES.match(text, at, start) for at in names[first:] if at < start)

@@ -9,6 +9,11 @@ prefix (linked per rule); a finding's span is exactly the credential, so redacti
 removes it and nothing else. High-entropy values count only when assigned to a name
 that says secret (``api_key = ...``), since random-looking strings (hashes, ids) are
 everywhere in code.
+
+Every scan reads a folded copy of the text (``fold.py``): a zero-width character inside a
+key, or a key written in full-width letters, hides nothing. Each rule is tried only where
+one of its literal anchors occurs, and like ``finditer`` no match starts inside the last
+one, so a scan is linear in the text however its anchors repeat.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import orjson
 
 from tollway.guards import options as opt
 from tollway.guards.base import Finding, TextGuard
-from tollway.guards.literals import Literals
+from tollway.guards.fold import scan_folded
+from tollway.guards.literals import Literals, lower
 from tollway.guards.spans import Covered
 
 # A token neither starts nor ends inside a longer run of token characters.
@@ -202,21 +208,18 @@ RULES = (
         folded=True,
     ),
 )
-# After a secret-sounding name: an assignment (= : := =>) and a value.
+# After a secret-sounding name: an assignment (= : := =>) and a value of 8-1024 value
+# characters. The pattern reads the first eight; the rest of the value is the run of value
+# characters that follows, up to 1024 in all (``_value_end``).
+_VALUE = r"[^\s\"'`,;()\[\]{}<>]"
 _ASSIGNED = re.compile(
-    r"[\w.-]{0,32}?[\"'`]?\s{0,4}(?::=|=>|=|:)\s{0,4}[\"'`]?([^\s\"'`,;()\[\]{}<>]{8,1024})"
+    r"[\w.-]{0,32}?[\"'`]?\s{0,4}(?::=|=>|=|:)\s{0,4}[\"'`]?(" + _VALUE + "{8})"
 )
+_VALUE_RUN = re.compile(_VALUE + "*")
+_LONGEST_VALUE = 1024
 _IDENTIFIER = re.compile(r"[A-Za-z_][\w.]*")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 KINDS = (*dict.fromkeys(rule.kind for rule in RULES), "assigned_secret")
-
-
-def _fold(text: str) -> str:
-    """Lower case with the same length (a few characters lower to two: keep those)."""
-    folded = text.lower()
-    if len(folded) == len(text):
-        return folded
-    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
 
 
 _CASED = Literals(anchor for rule in RULES if not rule.folded for anchor in rule.anchors)
@@ -244,6 +247,9 @@ class SecretsGuard(TextGuard):
 
     def scan(self, text: str) -> list[Finding]:
         """Every credential in ``text``; a specific format wins over a generic one."""
+        return scan_folded(self._scan, text)
+
+    def _scan(self, text: str) -> list[Finding]:
         # A candidate overlapping one of an earlier rule is dropped (an "Authorization:
         # Bearer" JWT is reported as a JWT); redaction keeps the longest of any that
         # overlap within a rule.
@@ -252,7 +258,7 @@ class SecretsGuard(TextGuard):
         covered = Covered()
         found: list[Finding] = []
         cased = _CASED.find(text)
-        folded = _FOLDED.find(_fold(text)) if self._needs_folded else {}
+        folded = _FOLDED.find(lower(text)) if self._needs_folded else {}
         for rule in self._rules:
             positions = folded if rule.folded else cased
             if not any(anchor in positions for anchor in rule.anchors):
@@ -270,15 +276,31 @@ class SecretsGuard(TextGuard):
                     reach = match.end()
             self._keep(rule.kind, spans, covered, found, covers=rule.kind != "private_key")
         if self._assigned:
-            spans = []
-            for name in _ASSIGN_NAMES:
-                for at in folded.get(name, ()):
-                    match = _ASSIGNED.match(text, at + len(name))
-                    if match is not None and self._secret_value(name, match.group(1)):
-                        spans.append(match.span(1))
-            self._keep("assigned_secret", spans, covered, found)
+            self._keep("assigned_secret", self._assignments(text, folded), covered, found)
         found.sort(key=lambda finding: (finding.start, finding.end))
         return found
+
+    def _assignments(self, text: str, folded: dict[str, list[int]]) -> list[tuple[int, int]]:
+        """Values assigned to secret-sounding names that look like real secrets."""
+        spans = []
+        names = sorted((at, name) for name in _ASSIGN_NAMES for at in folded.get(name, ()))
+        reach = 0  # like finditer: a name inside the last value read is part of it
+        run = (0, 0)  # the last run of value characters measured
+        for at, name in names:
+            if at < reach:
+                continue
+            match = _ASSIGNED.match(text, at + len(name))
+            if match is None:
+                continue
+            start = match.start(1)
+            if not run[0] <= start < run[1]:
+                measured = _VALUE_RUN.match(text, start)
+                run = (start, measured.end() if measured else start)
+            end = min(run[1], start + _LONGEST_VALUE)
+            reach = end
+            if self._secret_value(name, text[start:end]):
+                spans.append((start, end))
+        return spans
 
     def _keep(
         self,

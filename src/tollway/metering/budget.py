@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tollway.errors import PaymentRequired
 from tollway.store.db import Database
-from tollway.store.spend import from_pico
+from tollway.store.spend import from_pico, recorded_pico
 from tollway.store.tables import SpendRecord
 
 NANO = Decimal(1_000_000_000)
@@ -143,15 +143,12 @@ def exhausted(budget: Budget, spent_nano: int, wanted_nano: int) -> PaymentRequi
 
 
 async def spent_in_db(db: Database, kind: str, owner_id: str, since: datetime) -> int:
-    """Nano-dollars recorded for an owner since ``since``."""
-    column = SpendRecord.key_id if kind == "key" else SpendRecord.project_id
+    """Nano-dollars recorded for an owner since ``since``: from the spend rollups, which
+    retention never deletes, so dropping old spend rows never changes a budget."""
+    owner = {"key_id": owner_id} if kind == "key" else {"project_id": owner_id}
     async with db.reader() as session:
-        total = await session.scalar(
-            select(func.coalesce(func.sum(SpendRecord.cost_pico), 0)).where(
-                column == owner_id, SpendRecord.ts >= since
-            )
-        )
-    return to_nano(from_pico(int(total or 0)))
+        total = await recorded_pico(session, since=since, **owner)
+    return to_nano(from_pico(total))
 
 
 async def recorded_costs(db: Database, request_ids: list[str]) -> dict[str, int]:

@@ -164,8 +164,21 @@ class Meter:
             route.config.price,
         )
 
+    async def limit(self, principal: Principal) -> Admission:
+        """Take the caller's rate-limit capacity (rpm, tpm, max_parallel) or raise 429
+        (503 when the store behind them is unreachable). Runs before anything may
+        answer the call, a cache hit included: a hit is a request too."""
+        admission = Admission()
+        scopes = _rate_scopes(principal)
+        if scopes:
+            admission.ticket = await self._acquire(scopes)
+            if admission.ticket is not None:
+                admission.headers = admission.ticket.headers
+        return admission
+
     async def admit(
         self,
+        admission: Admission,
         principal: Principal,
         chain: list[Plan],
         extra: list[Plan],
@@ -174,9 +187,9 @@ class Meter:
         info: RequestInfo,
         body: bytes,
         request_id: str,
-    ) -> Admission:
-        """Hold budget and rate-limit capacity, or raise 402 / 403 / 429 (503 when the
-        store behind them is unreachable).
+    ) -> None:
+        """Hold budget for the call (``admission`` came from ``limit``), or raise 402 /
+        403 (503 when the ledger is unreachable).
 
         The hold covers the most expensive deployment the call may reach (its model,
         fallbacks and ``extra`` plans) at a provable bound of its input plus its maximum
@@ -185,42 +198,32 @@ class Meter:
         key, fallbacks without a known price are left out of the chain rather than risk
         an unpriced call.
         """
-        admission = Admission(chain=chain)
+        admission.chain = chain
         budgets = _budgets(principal) if endpoint not in _FREE else []
-        if budgets:
-            priced = [plan for plan in chain if self._priced(plan)]
-            if not priced or priced[0] is not chain[0]:
-                route = chain[0].routes()[0]
-                raise Forbidden(
-                    f"No price is known for model '{route.model}' (upstream "
-                    f"'{route.upstream_model}'), and this key or its project has a budget. "
-                    f"Set 'price: {{input_mtok: ..., output_mtok: ...}}' on the model in "
-                    "the gateway's config.",
-                    param="model",
-                    code="price_unknown",
-                )
-            admission.chain = priced
-            bound = input_bound(payload, body)
-            worst = max(
-                price.cost(
-                    Usage(input_tokens=bound, output_tokens=self._max_output(route, endpoint, info))
-                )
-                for plan in [*priced, *(p for p in extra if self._priced(p))]
-                for route in plan.routes()
-                if (price := self.price_of(route)) is not None
+        if not budgets:
+            return
+        priced = [plan for plan in chain if self._priced(plan)]
+        if not priced or priced[0] is not chain[0]:
+            route = chain[0].routes()[0]
+            raise Forbidden(
+                f"No price is known for model '{route.model}' (upstream "
+                f"'{route.upstream_model}'), and this key or its project has a budget. "
+                f"Set 'price: {{input_mtok: ..., output_mtok: ...}}' on the model in "
+                "the gateway's config.",
+                param="model",
+                code="price_unknown",
             )
-            admission.reservation = await self._reserve(budgets, worst, request_id)
-        scopes = _rate_scopes(principal)
-        if scopes:
-            try:
-                admission.ticket = await self._acquire(scopes)
-            except BaseException:
-                if admission.reservation is not None:
-                    await self.holds.settle(admission.reservation, Decimal(0))
-                raise
-            if admission.ticket is not None:
-                admission.headers = admission.ticket.headers
-        return admission
+        admission.chain = priced
+        bound = input_bound(payload, body)
+        worst = max(
+            price.cost(
+                Usage(input_tokens=bound, output_tokens=self._max_output(route, endpoint, info))
+            )
+            for plan in [*priced, *(p for p in extra if self._priced(p))]
+            for route in plan.routes()
+            if (price := self.price_of(route)) is not None
+        )
+        admission.reservation = await self._reserve(budgets, worst, request_id)
 
     async def _reserve(self, budgets: list[Budget], worst: Decimal, request_id: str) -> Reservation:
         try:
@@ -373,7 +376,9 @@ class Meter:
             await self.holds.settle(admission.reservation, outcome.cost or Decimal(0))
         ticket, admission.ticket = admission.ticket, None
         if ticket is not None:
-            tokens = outcome.usage.total_tokens if outcome.usage else 0
+            # A cache hit used no upstream tokens: it counts as a request, not as tokens.
+            used = outcome.usage if not outcome.cached else None
+            tokens = used.total_tokens if used else 0
             try:
                 await self._limiter.release(ticket, tokens)
             except Exception:  # the edge: counters expire on their own in the store

@@ -3,7 +3,8 @@
 The ``spend_quarantine`` table keeps the whole record as JSON text (a text column, so a
 NUL or an absurd number inside it is just escaped text) with the reason. If even that
 insert fails, the record is appended to ``<data_dir>/quarantine.jsonl``. Either way a
-warning names the request; ``GET /api/v1/spend/quarantine`` and ``tollway spend
+warning names the request, a ``record.quarantined`` event goes to the ``listener``
+(the event export), and ``GET /api/v1/spend/quarantine`` and ``tollway spend
 quarantine`` list what is there.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ class Quarantine:
     def __init__(self, db: Database, data_dir: Path) -> None:
         self._db = db
         self._file = data_dir / QUARANTINE_FILE
+        self.listener: Callable[[dict[str, Any], str], None] | None = None
 
     async def put(self, record: dict[str, Any], reason: str) -> None:
         """Keep ``record`` aside with ``reason``; never raises."""
@@ -45,6 +48,11 @@ class Quarantine:
             "spend record quarantined",
             extra={"fields": {"request_id": request_id, "reason": reason}},
         )
+        if self.listener is not None:
+            try:
+                self.listener(record, reason)
+            except Exception:  # the edge: telling others never stops keeping the record
+                log.exception("the quarantine listener failed")
         try:
             async with self._db.transaction() as session:
                 await session.execute(

@@ -31,6 +31,7 @@ from typing import Any
 
 from tollway.metering.journal import Journal, Orphan
 from tollway.metering.quarantine import Quarantine
+from tollway.metering.spend_effects import BODIES, body_row
 from tollway.metering.spend_rows import RecordRejected, insert_rows, rejected_by_database, to_row
 from tollway.store.db import Database
 
@@ -96,6 +97,12 @@ class Recorder:
         if len(self._pending) >= FLUSH_BATCH:
             self._wake.set()
 
+    def record_bodies(self, bodies: dict[str, Any]) -> None:
+        """Journal a call's captured bodies (``capture.py``); stored with the next batch."""
+        entry = {**bodies, "kind": BODIES}
+        self._journal.append(entry)
+        self._pending.append(entry)
+
     @property
     def pending(self) -> int:
         """Records journaled but not yet in the database."""
@@ -150,22 +157,27 @@ class Recorder:
         """Insert ``records``; a refused one is quarantined; DatabaseDown if the database
         is unavailable (nothing is quarantined then)."""
         pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        bodies: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for record in records:
             try:
-                pairs.append((to_row(record), record))
-            except RecordRejected as exc:
+                if record.get("kind") == BODIES:
+                    bodies.append((body_row(record), record))
+                else:
+                    pairs.append((to_row(record), record))
+            except (RecordRejected, ValueError) as exc:
                 await self.quarantine.put(record, str(exc))
-        if not pairs:
+        if not pairs and not bodies:
             return
         try:
-            await insert_rows(self._db, [row for row, _ in pairs])
+            await insert_rows(self._db, [row for row, _ in pairs], [row for row, _ in bodies])
             return
         except Exception as exc:  # the edge: classify, then keep or split
             if not rejected_by_database(exc):
                 raise DatabaseDown(f"{type(exc).__name__}: {exc}") from exc
-        for row, record in pairs:
+        for row, record in [*pairs, *bodies]:
+            alone = ([], [row]) if record.get("kind") == BODIES else ([row], [])
             try:
-                await insert_rows(self._db, [row])
+                await insert_rows(self._db, *alone)
             except Exception as exc:  # the edge: one record at a time
                 if not rejected_by_database(exc):
                     raise DatabaseDown(f"{type(exc).__name__}: {exc}") from exc
@@ -201,14 +213,17 @@ class Recorder:
         and never recorded."""
         finals: dict[str, dict[str, Any]] = {}
         intents: dict[str, dict[str, Any]] = {}
+        bodies: list[dict[str, Any]] = []
         for record in orphan.records:
             request_id = str(record.get("request_id"))
             if record.get("kind") == INTENT:
                 intents.setdefault(request_id, record)
+            elif record.get("kind") == BODIES:
+                bodies.append(record)
             else:
                 finals[request_id] = record
         crashed = [self._crash_record(i) for rid, i in intents.items() if rid not in finals]
-        return [*finals.values(), *crashed]
+        return [*finals.values(), *crashed, *bodies]
 
     def _crash_record(self, intent: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -233,6 +248,8 @@ class Recorder:
             "cached": False,
             "attempts": 1,
             "metadata": intent.get("metadata") or {},
+            "count_request": intent.get("count_request") is True,
+            "user_agent": intent.get("user_agent"),
             "input_tokens": input_tokens,
             "output_tokens": 0,
             "cache_read_tokens": 0,

@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tollway.bounds import INT64_MAX
+from tollway.metering import spend_effects
 from tollway.store.db import Database
 from tollway.store.spend import to_pico
 from tollway.store.tables import SpendRecord
@@ -37,6 +38,7 @@ _TEXT = {
     "upstream_model": 200,
     "error": 80,
     "flags": 80,
+    "user_agent": 300,
 }
 _COUNTS = (
     "input_tokens",
@@ -75,6 +77,7 @@ COLUMNS = (
     "metadata",
     "flags",
     "guards",
+    "user_agent",
 )
 _SQLITE_INSERT = (
     f"INSERT INTO spend ({', '.join(COLUMNS)}) "  # noqa: S608 (fixed column names)
@@ -118,6 +121,8 @@ def to_row(record: dict[str, Any]) -> dict[str, Any]:
     row["guards"] = _guards(row.get("guards"))
     row.setdefault("attempts", 1)
     row.setdefault("reasoning_tokens", 0)
+    # Not a column: whether the key's request_count still has to count this call.
+    row["count_request"] = record.get("count_request") is True
     return row
 
 
@@ -158,14 +163,20 @@ def to_sqlite(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(converted.get(column) for column in COLUMNS)
 
 
-def insert_sqlite(path: Path, rows: list[dict[str, Any]]) -> None:
-    """One batch in one transaction on a stdlib connection (run in a thread)."""
-    values = [to_sqlite(row) for row in rows]
+def insert_sqlite(
+    path: Path, rows: list[dict[str, Any]], bodies: list[dict[str, Any]] | None = None
+) -> None:
+    """One batch in one transaction on a stdlib connection (run in a thread): the rows
+    not stored yet, what they change (``spend_effects``), and captured bodies."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(_SQLITE_INSERT, values)
+            fresh = spend_effects.first_of_each(
+                rows, spend_effects.stored_ids_sqlite(conn, rows)
+            )
+            conn.executemany(_SQLITE_INSERT, [to_sqlite(row) for row in fresh])
+            spend_effects.apply_sqlite(conn, fresh, bodies or [])
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -174,21 +185,34 @@ def insert_sqlite(path: Path, rows: list[dict[str, Any]]) -> None:
         conn.close()
 
 
-async def insert_rows(db: Database, rows: list[dict[str, Any]]) -> None:
-    """Insert rows idempotently (a request id is stored once)."""
+async def insert_rows(
+    db: Database, rows: list[dict[str, Any]], bodies: list[dict[str, Any]] | None = None
+) -> None:
+    """Insert rows idempotently (a request id is stored once), with what they change
+    and captured bodies, in one transaction."""
     if db.sqlite_file is not None:
         import asyncio
 
         # The whole batch (row conversion, executemany, commit) runs in one call on a
         # thread with its own stdlib connection: through SQLAlchemy it cost ~30 us of
         # event-loop time per row, and the write lock was held across loop turns.
-        await asyncio.to_thread(insert_sqlite, db.sqlite_file, rows)
+        await asyncio.to_thread(insert_sqlite, db.sqlite_file, rows, bodies)
         return
     table = cast(Table, SpendRecord.__table__)
     dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=["request_id"])
+    statement = (
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=["request_id"])
+        .returning(table.c.request_id)
+    )
     async with db.transaction() as session:
-        await session.execute(statement, rows)
+        stored: set[str] = set()
+        if rows:
+            values = [{k: v for k, v in row.items() if k != "count_request"} for row in rows]
+            inserted = set((await session.execute(statement, values)).scalars())
+            stored = {row["request_id"] for row in rows} - inserted
+        fresh = spend_effects.first_of_each(rows, stored)
+        await spend_effects.apply(session, fresh, bodies or [])
 
 
 def rejected_by_database(exc: BaseException) -> bool:

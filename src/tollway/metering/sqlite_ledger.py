@@ -35,6 +35,7 @@ from tollway.metering.budget import (
     refuse_early,
     to_nano,
 )
+from tollway.store.rollups import DAY, bucket
 from tollway.store.spend import from_pico
 
 T = TypeVar("T")
@@ -100,11 +101,13 @@ class SqliteLedger(Ledger):
         return self._conn
 
     def _spent_in_records(self, conn: sqlite3.Connection, slot: Slot) -> int:
+        # From the daily rollup cells, which retention never deletes: a budget period
+        # starts at a UTC day (or 1970), so whole days sum it exactly.
         column = "key_id" if slot[0] == "key" else "project_id"
-        since = slot[2].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         row = conn.execute(
-            f"SELECT COALESCE(SUM(cost_pico), 0) FROM spend WHERE {column} = ? AND ts >= ?",  # noqa: S608
-            (slot[1], since),
+            f"SELECT COALESCE(SUM(cost_pico), 0) FROM spend_rollups "  # noqa: S608
+            f"WHERE {column} = ? AND span = ? AND bucket >= ?",
+            (slot[1], DAY, bucket(slot[2], DAY)),
         ).fetchone()
         return to_nano(from_pico(int(row[0] or 0)))
 

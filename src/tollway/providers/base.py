@@ -122,7 +122,7 @@ class Provider(ABC):
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         """Send the call; returns once response headers arrive."""
-        headers = {**self.headers(call), **call.trace_headers}
+        headers = {**call.trace_headers, **self.headers(call)}  # never over a provider's
         return await self._transport.post(self.url(call), headers, call.body, stream=call.stream)
 
     async def stream_events(self, upstream: UpstreamResponse) -> AsyncIterator[bytes]:

@@ -194,7 +194,7 @@ class BedrockProvider(Provider):
         url, headers = self.url(call), self.headers(call)
         if "authorization" not in headers:
             headers = self.sign(url, headers, call.body, await self._frozen_credentials())
-        headers.update(call.trace_headers)
+        headers = {**call.trace_headers, **headers}  # never over a signed header
         return await self._transport.post(url, headers, call.body, stream=call.stream)
 
     def sign(

@@ -15,7 +15,7 @@ from tollway.store.tables import Project, VirtualKey
 
 LIMIT_FIELDS = ("max_budget_usd", "budget_period", "rpm", "tpm", "max_parallel")
 # Policies the proxy applies to the project's keys (JSON columns; null: not set).
-POLICY_FIELDS = ("models", "guards", "cors_origins", "cache")
+POLICY_FIELDS = ("models", "guards", "cors_origins", "cache", "capture")
 
 
 async def find(session: AsyncSession, ref: str) -> Project | None:
@@ -93,13 +93,15 @@ async def apply_update(
     await bump(session)
 
 
-async def revoke_keys(session: AsyncSession, project_id: str) -> int:
-    """Revoke every live key of a project; returns how many."""
+async def revoke_keys(session: AsyncSession, project_id: str) -> list[tuple[str, str]]:
+    """Revoke every live key of a project; returns their ids and names."""
     now = utcnow()
     result = await session.execute(
         update(VirtualKey)
         .where(VirtualKey.project_id == project_id, VirtualKey.revoked_at.is_(None))
         .values(revoked_at=now, active=False, updated_at=now)
+        .returning(VirtualKey.id, VirtualKey.name)
     )
+    revoked = [(key_id, name) for key_id, name in result.all()]
     await bump(session)
-    return int(getattr(result, "rowcount", 0) or 0)
+    return revoked

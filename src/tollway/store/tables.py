@@ -51,6 +51,7 @@ class Project(Base):
     guards: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     cors_origins: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     cache: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    capture: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -196,6 +197,57 @@ class SpendRecord(Base):
     flags: Mapped[str | None] = mapped_column(String(80), nullable=True)
     # What the guards decided: [{"guard", "action", "kinds", "count"}, ...] (None: nothing).
     guards: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    # The client's User-Agent header, cut to the column.
+    user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+class SpendRollup(Base):
+    """Totals of the spend rows in one hour or one day (``span`` seconds from ``bucket``,
+    UNIX seconds) per key, project, model, provider and endpoint; kept in the transaction
+    that inserts the rows, and kept when retention deletes them. A missing key, project,
+    model or provider is stored as '' (a NULL would never conflict, so never add up)."""
+
+    __tablename__ = "spend_rollups"
+    __table_args__ = (
+        Index("ix_spend_rollups_key", "key_id", "span", "bucket"),
+        Index("ix_spend_rollups_project", "project_id", "span", "bucket"),
+        # SQLite: the rows live in the primary key's b-tree, so a range of buckets is
+        # read in one pass without a lookup per row.
+        {"sqlite_with_rowid": False},
+    )
+
+    span: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(80), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(40), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_pico: Mapped[int] = mapped_column(BigInteger, default=0)
+    unpriced_requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    estimated_requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    error_requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RequestBody(Base):
+    """A call's captured request and response (projects that turn capture on): cut to
+    the project's limit, secrets redacted; ``*_bytes`` are the sizes before the cut."""
+
+    __tablename__ = "request_bodies"
+    __table_args__ = (Index("ix_request_bodies_ts", "ts"),)
+
+    request_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    request_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    response_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class BudgetSlot(Base):
@@ -240,3 +292,26 @@ class QuarantinedSpend(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reason: Mapped[str] = mapped_column(Text)
     record: Mapped[str] = mapped_column(Text)  # JSON text (NULs escaped), not a JSON column
+
+
+class UiSession(Base):
+    """A signed-in admin UI session (``ui/sessions.py``): only a keyed hash of its token
+    is stored. It lasts until ``expires_at``, a sign-out, or its admin key's revocation."""
+
+    __tablename__ = "ui_sessions"
+    __table_args__ = (
+        Index("ix_ui_sessions_expires_at", "expires_at"),
+        Index("ix_ui_sessions_admin_key_id", "admin_key_id"),
+    )
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # master, admin_key or oidc
+    actor: Mapped[str] = mapped_column(String(80))
+    role: Mapped[str] = mapped_column(String(16))
+    admin_key_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The master key's keyed hash when it signed in: a rotated master key ends the session.
+    master_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)

@@ -1,122 +1,116 @@
-"""Event sinks: where each finished proxy call's record goes besides the database.
+"""Event sinks: where exported events go (a file, webhooks, a Redis stream, a plugin's).
 
-A sink receives one event per call (the spend record's fields, guard decisions and
-cache status included) on the request path, so ``emit`` must return at once: a sink
-queues and writes in the background, and when its queue is full it drops the event and
-counts the drop rather than slow or fail the call. Sinks are plugins (entry-point group
-``tollway.sinks``); the built-in ``jsonl`` is registered the same way.
+A sink never sees the request path. Events are appended to the durable outbox
+(``tollway.events.outbox``) and a dispatcher per sink hands them over in order, in
+batches, off the request path: ``send`` may take its time, and what it fails to deliver
+is retried with exponential backoff, then dead-lettered after ``max_attempts`` tries
+(never, when that is unset: the events wait in the outbox until the sink takes them).
 
-    sinks:
-      - {type: jsonl, path: /var/log/tollway/calls.jsonl}
+Sinks are plugins (entry-point group ``tollway.sinks``); the built-ins ``file``,
+``webhook`` and ``redis_stream`` are registered the same way. A third-party sink:
+
+    class KafkaSink(Sink):
+        async def start(self) -> None: ...                # connect
+        async def send(self, events: Sequence[Event]) -> list[Failure]:
+            ...                                           # deliver; return what failed
+        async def aclose(self) -> None: ...               # disconnect
+
+    [project.entry-points."tollway.sinks"]
+    kafka = "my_package.sinks:KafkaSink"
+
+configured as ``events: {sinks: [{type: kafka, name: audit-bus, ...its options}]}``.
+Every sink also takes the delivery options in ``Delivery`` (its ``name`` comes from the
+configuration; it names the sink's place in the outbox, so keep it stable).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import os
+import fnmatch
+import re
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-log = logging.getLogger("tollway.sinks")
-Event = Mapping[str, Any]
+SINK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event as a sink receives it: its id, type, and the exact JSON text
+    ``{"id", "type", "created_at", "data"}`` (what a webhook signs and posts)."""
+
+    id: str
+    type: str
+    raw: bytes
+
+    def decoded(self) -> dict[str, Any]:
+        """The event as a dict."""
+        value: dict[str, Any] = orjson.loads(self.raw)
+        return value
+
+
+# An event a sink could not deliver this time, and why.
+Failure = tuple[Event, str]
+
+
+class Delivery(BaseModel):
+    """How the dispatcher treats a sink: which events, how many at once, how retried."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(description="Stable and unique: the sink's cursor in the outbox.")
+    events: tuple[str, ...] = Field(("*",), description="Event types or globs (key.*).")
+    batch_size: int = Field(100, ge=1, le=10_000)
+    max_attempts: int | None = Field(None, ge=1, description="Then dead-lettered; None: never.")
+    backoff_seconds: float = Field(1.0, gt=0, le=3600)
+    max_backoff_seconds: float = Field(300.0, gt=0, le=86_400)
+
+    @field_validator("name")
+    @classmethod
+    def _file_safe(cls, value: str) -> str:
+        if not SINK_NAME.match(value):
+            raise ValueError("1 to 64 of letters, digits, '_', '.', '-'")
+        return value
 
 
 class Sink(ABC):
-    """Receives every finished call's event."""
+    """Delivers batches of events somewhere; built from its options at startup."""
 
-    name: ClassVar[str]
+    # Delivery options this kind of sink defaults to (the configuration may override).
+    defaults: ClassVar[Mapping[str, Any]] = {}
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = dict(options)
+        self.plugin = type(self).__name__  # the gateway sets its entry-point name
+        try:
+            self.delivery = Delivery.model_validate({**self.defaults, **self.options})
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise ValueError(f"{where}: {problem['msg']}") from None
+
+    @property
+    def name(self) -> str:
+        """The sink's configured name."""
+        return self.delivery.name
+
+    def wants(self, event_type: str) -> bool:
+        """Whether this sink takes events of ``event_type``."""
+        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.delivery.events)
+
+    async def start(self) -> None:
+        """Connect (called once the event loop runs, before the first ``send``)."""
+        return None
 
     @abstractmethod
-    def emit(self, event: Event) -> None:
-        """Take one event; must not block or raise."""
-
-    async def start(self) -> None:
-        """Begin background work (called once the event loop runs)."""
-        return None
+    async def send(self, events: Sequence[Event]) -> list[Failure]:
+        """Deliver ``events``; return the ones that failed (an exception fails them
+        all). Delivery is at least once: a retried event may arrive twice."""
 
     async def aclose(self) -> None:
-        """Deliver what is queued, then stop."""
+        """Disconnect."""
         return None
-
-
-class JsonlSink(Sink):
-    """Appends each event as one JSON line to a file (``path``), flushed every
-    ``flush_seconds`` (default 1) from a background task; at most ``max_queue`` events
-    (default 100,000) wait, beyond which new ones are dropped and counted."""
-
-    name = "jsonl"
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        super().__init__(options)
-        path = options.get("path")
-        if not isinstance(path, str) or not path:
-            raise ValueError("the jsonl sink needs a 'path'")
-        self.path = Path(path)
-        self._flush_seconds = float(options.get("flush_seconds", 1.0))
-        self._max_queue = int(options.get("max_queue", 100_000))
-        self._queue: deque[bytes] = deque()
-        self.dropped = 0
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-
-    def emit(self, event: Event) -> None:
-        if len(self._queue) >= self._max_queue:
-            self.dropped += 1
-            return
-        self._queue.append(orjson.dumps(event, default=str) + b"\n")
-
-    async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._flush_seconds)
-            await self.flush()
-            if self._wake.is_set():
-                return
-
-    async def flush(self) -> None:
-        """Write what is queued (the write runs in a thread; the loop never waits on
-        the disk)."""
-        if not self._queue:
-            return
-        lines = [self._queue.popleft() for _ in range(len(self._queue))]
-        try:
-            await asyncio.to_thread(self._append, b"".join(lines))
-        except OSError:
-            self.dropped += len(lines)
-            log.exception("writing events failed", extra={"fields": {"path": str(self.path)}})
-        if self.dropped:
-            log.warning(
-                "events dropped", extra={"fields": {"sink": self.name, "count": self.dropped}}
-            )
-            self.dropped = 0
-
-    def _append(self, data: bytes) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-
-    async def aclose(self) -> None:
-        if self._task is None:
-            await self.flush()
-            return
-        self._wake.set()
-        await self._task
-        self._task = None
