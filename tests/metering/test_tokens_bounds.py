@@ -24,8 +24,9 @@ from tollway.metering.tokens import TokenCounter
 
 MB = 1_000_000
 SENTENCE = "The quick brown fox jumps over the lazy dog, then counts 12 tokens.\n"
-# Wall-clock limits: generous for a loaded CI host, far below "a couple of seconds" each.
-SECONDS = 2.0
+# Not a speed target (those live in `make bench`): a ceiling that only a super-linear
+# tokenizer breaks (quadratic merges on 10 MB take minutes), with room for a loaded host.
+SECONDS = 20.0
 # Peak resident memory a 10 MB count may add (the input itself exists before measuring).
 PEAK_MIB = 32.0
 

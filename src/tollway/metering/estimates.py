@@ -69,10 +69,15 @@ class Estimator:
     def __init__(self, tokens: TokenCounter) -> None:
         self._tokens = tokens
 
+    async def _ready(self) -> None:
+        if not self._tokens.loaded:  # the first count loads the tables, off the loop
+            await asyncio.to_thread(self._tokens.load)
+
     async def input(self, payload: dict[str, Any] | None) -> int:
         """The request's input tokens, as the tokenizer counts them."""
         if payload is None:
             return 0
+        await self._ready()
         size = sum(len(str(payload.get(f, ""))) for f in ("messages", "input", "prompt"))
         if size > _THREAD_CHARS:
             return await asyncio.to_thread(self._tokens.count_request, payload)
@@ -80,6 +85,7 @@ class Estimator:
 
     async def messages(self, payload: dict[str, Any]) -> int:
         """Input tokens of a messages-shaped body (the local ``count_tokens`` answer)."""
+        await self._ready()
         size = sum(len(str(payload.get(f, ""))) for f in ("messages", "system", "tools"))
         if size > _THREAD_CHARS:
             return await asyncio.to_thread(self._tokens.count_messages, payload)
@@ -87,6 +93,7 @@ class Estimator:
 
     async def text(self, text: str) -> int:
         """Tokens in generated text."""
+        await self._ready()
         if len(text) > _THREAD_CHARS:
             return await asyncio.to_thread(self._tokens.count_text, text)
         return self._tokens.count_text(text)

@@ -4,6 +4,11 @@ Used where the upstream cannot count for us (e.g. ``count_tokens`` for a model s
 an OpenAI-type provider). Claude's tokenizer is not public; o200k_base is a close,
 documented estimate for it.
 
+The tables load on first use (about 140 MB resident, 0.5-1 s); ``load`` lets an async
+caller do that in a thread, so it never stalls the event loop. (tiktoken over the same
+table takes about 80 MB, but its merges are quadratic in a long word: ten megabytes of
+base64 took 7 s against bpe-openai's linear fraction of a second.)
+
 Counting takes bounded time and memory whatever the request holds:
 
 - bpe-openai's Python wrapper refuses a text of 1,000,000 characters or more, and one of
@@ -26,8 +31,8 @@ Counting takes bounded time and memory whatever the request holds:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from functools import cached_property
 from typing import Any
 
 import orjson
@@ -78,14 +83,28 @@ class TokenCounter:
         self._piece_chars = piece_chars
         self._tokenize_tokens = tokenize_tokens
         self._tokenize_chars = tokenize_chars
+        self._loading = threading.Lock()
+        self._loaded: Any = None
 
-    @cached_property
+    @property
     def _encoding(self) -> Any:
-        # Loaded on first use: the tables take ~130 MB, which a gateway that never needs
-        # a local count (no budgets, no count_tokens fallback) should not carry.
-        import bpe_openai
+        # Loaded on first use: a gateway that never needs a local count (no budgets, no
+        # count_tokens fallback) should not carry the tables.
+        encoding = self._loaded
+        if encoding is None:
+            with self._loading:  # one load, whichever thread asks first
+                if self._loaded is None:
+                    self._loaded = _load_encoding(self._encoding_name)
+                encoding = self._loaded
+        return encoding
 
-        return bpe_openai.get_encoding(self._encoding_name)
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def load(self) -> None:
+        """Load the tables now (callers on the event loop run this in a thread)."""
+        self._encoding  # noqa: B018  (the property loads and keeps them)
 
     def count_text(self, text: str) -> int:
         """Tokens in a piece of text (past the tokenize caps, an upper bound)."""
@@ -207,6 +226,12 @@ def _cut(text: str, start: int, stop: int) -> int:
             return cut
         cut = text.rfind(" ", floor, cut)
     return stop
+
+
+def _load_encoding(name: str) -> Any:
+    import bpe_openai
+
+    return bpe_openai.get_encoding(name)
 
 
 def _utf8_length(text: str, start: int) -> int:
