@@ -6,13 +6,17 @@ photographed at desktop and phone width (``tests/ui/screenshots``)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import expect
 from ui_support import chat, shoot, sign_in
 
 from harness import GatewayServer
+from upstream_wire import COMPLETION_TOKENS, PROMPT_TOKENS
 
+# What the one call costs at the test model's price ($1 and $2 per million tokens).
+COST = f"${(PROMPT_TOKENS * 1 + COMPLETION_TOKENS * 2) / 1e6:.6f}"
 NAV = ["Overview", "Keys", "Projects", "Spend", "Requests", "Providers", "Audit"]
 
 
@@ -76,6 +80,31 @@ def test_sign_in_create_call_find_revoke_audit_sign_out(
     expect(row).to_contain_text("active")
     expect(row).to_contain_text("$5.00 / day")
 
+    # Find it by search and by metadata; a filter that matches nothing says so.
+    page.get_by_label("Search").fill("journ")
+    expect(row).to_be_visible()
+    page.get_by_label("Search").fill("nothing like it")
+    expect(page.get_by_text("No keys match these filters")).to_be_visible()
+    page.get_by_label("Search").fill("")
+    page.get_by_label("Metadata").fill("org=acme")
+    page.get_by_label("Metadata").press("Enter")
+    expect(row).to_be_visible()
+    page.get_by_label("Metadata").fill("org=other")
+    page.get_by_label("Metadata").press("Enter")
+    expect(page.get_by_text("No keys match these filters")).to_be_visible()
+    page.get_by_label("Metadata").fill("")
+    page.get_by_label("Metadata").press("Enter")
+
+    # Edit its limits.
+    page.get_by_role("button", name="Edit journey").click()
+    dialog = page.get_by_role("dialog", name="Edit journey")
+    expect(dialog.get_by_label("Requests per minute")).to_have_value("60")
+    dialog.get_by_label("Requests per minute").fill("120")
+    dialog.get_by_label("Tokens per minute").fill("50000")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_have_count(0)
+    expect(row).to_contain_text("120 rpm, 50,000 tpm")
+
     called = chat(url, secret, "Say hello to the journey.")
     assert called.status_code == 200, called.text
     key_id = row.locator(".mono").inner_text().split("·")[1].strip()
@@ -84,17 +113,26 @@ def test_sign_in_create_call_find_revoke_audit_sign_out(
     page.get_by_label("Group by").select_option("key")
     spend_row = page.get_by_role("row").filter(has_text="journey")
     expect(spend_row).to_contain_text("$")
-    cost = spend_row.get_by_role("cell").nth(6).inner_text()
-    assert cost not in ("$0.00", "—"), cost
+    expect(spend_row.get_by_role("cell").nth(6)).to_have_text(COST)
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
-    csv = open(download.value.path(), encoding="utf-8").read()
+    csv = Path(download.value.path()).read_text(encoding="utf-8")
     assert csv.startswith("group,name,requests") and key_id in csv and "journey" in csv
     shoot(page, "spend")
+    page.get_by_label("Group by").select_option("metadata")
+    page.get_by_label("Metadata field").fill("org")
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_role("row").filter(has_text="acme")).to_contain_text(COST)
 
     open_page(page, ui_gateway, "Requests")
     entry = page.get_by_role("row").filter(has_text="gpt-test").first
     expect(entry).to_contain_text("200")
+    page.get_by_label("Model").fill("another-model")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_text("No requests match")).to_be_visible()
+    page.get_by_label("Model").fill("")
+    page.get_by_label("Status").select_option("2xx")
+    expect(entry).to_contain_text(COST)
     shoot(page, "requests")
     entry.get_by_role("link").click()
     detail = page.locator("#request-detail")
@@ -112,7 +150,8 @@ def test_sign_in_create_call_find_revoke_audit_sign_out(
 
     open_page(page, ui_gateway, "Keys")
     page.get_by_role("button", name="Revoke journey").click()
-    page.get_by_role("dialog", name="Revoke journey?").get_by_role("button", name="Revoke key").click()
+    confirm = page.get_by_role("dialog", name="Revoke journey?")
+    confirm.get_by_role("button", name="Revoke key").click()
     expect(page.get_by_role("row").filter(has_text="journey")).to_contain_text("revoked")
     shoot(page, "keys")
     refused = chat(url, secret)
@@ -128,9 +167,16 @@ def test_sign_in_create_call_find_revoke_audit_sign_out(
     page.get_by_role("button", name="Verify chain").click()
     expect(page.locator("#verify-result")).to_contain_text("Chain intact")
     shoot(page, "audit")
+    page.get_by_label("Action").fill("key.created")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("cell", name="key.revoked")).to_have_count(0)
+    expect(page.get_by_role("cell", name="key.created")).to_have_count(1)
 
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/ui/login"))
+    # The browser keeps no way in: the API gives it nothing, the pages send it to sign in.
+    answer = page.request.get(url + "/api/v1/keys")
+    assert answer.status == 401 and "journey" not in answer.text()
     page.goto(url + "/ui/keys")
     expect(page).to_have_url(re.compile(r"/ui/login\?next=/ui/keys"))
 
@@ -174,7 +220,11 @@ def test_errors_show_where_they_happened(page: Any, ui_gateway: GatewayServer) -
     dialog.get_by_role("button", name="Create key").click()
     expect(dialog.get_by_role("alert")).to_contain_text("ttl")
     expect(dialog.get_by_label("Lifetime")).to_have_attribute("aria-invalid", "true")
+    dialog.get_by_label("Lifetime").fill("90m")
+    dialog.get_by_label("Budget (USD)").fill("-1")
+    dialog.get_by_role("button", name="Create key").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("max_budget_usd")
+    expect(dialog.get_by_label("Budget (USD)")).to_have_attribute("aria-invalid", "true")
     dialog.get_by_role("button", name="Cancel").click()
-    # Keyboard only: the navigation is reachable and follows focus order.
-    page.keyboard.press("Tab")
-    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    expect(dialog).to_have_count(0)
+    expect(page.get_by_role("row").filter(has_text="bad ttl")).to_have_count(0)

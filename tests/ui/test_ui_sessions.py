@@ -4,18 +4,29 @@ a UI made only of files shipped in the package."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
+import ssl
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, update
 from ui_support import admin_api, ui_settings
 
 from fake_upstream import FakeUpstream
 from harness import MASTER_KEY, GatewayServer, running_gateway
+from tollway.app import create_app
 from tollway.store.tables import UiSession
 from tollway.ui.assets import Assets
 
@@ -82,6 +93,71 @@ def test_cookie_is_secure_when_configured(fake: FakeUpstream, tmp_path: Path) ->
     cookie = response.headers["set-cookie"].lower()
     assert cookie.startswith("__host-tollway_session=")
     assert "; secure" in cookie and "max-age=600" in cookie and "httponly" in cookie
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_cookie_is_secure_over_tls(fake: FakeUpstream, tmp_path: Path) -> None:
+    cert_file, key_file = _self_signed(tmp_path)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(ui_settings(fake, tmp_path / "data")),
+        log_config=None,
+        lifespan="on",
+        ssl_certfile=str(cert_file),
+        ssl_keyfile=str(key_file),
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive(), "the gateway did not start"
+            time.sleep(0.01)
+        trust = ssl.create_default_context(cafile=str(cert_file))
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=trust) as client:
+            response = client.post("/ui/session", json={"key": MASTER_KEY})
+            assert response.status_code == 201
+            cookie = response.headers["set-cookie"].lower()
+            assert cookie.startswith("__host-tollway_session=")
+            assert "; secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+            assert "path=/" in cookie and "domain=" not in cookie
+            # The browser sends it back over TLS, and the session reads it.
+            assert client.get("/ui/session").json()["role"] == "admin"
+    finally:
+        server.should_exit = True
+        thread.join(15)
 
 
 def test_writes_need_the_csrf_token(browser_like: httpx.Client) -> None:

@@ -76,10 +76,13 @@ def sign_in(page: Any, url: str, key: str = MASTER_KEY) -> None:
 
 
 def shoot(page: Any, name: str) -> None:
-    """Screenshots of the page as it is, at desktop and at phone width."""
+    """Screenshots of the page as it is, at desktop and at phone width; at either, the
+    page itself never scrolls sideways (wide tables scroll inside their own box)."""
     SCREENSHOTS.mkdir(exist_ok=True)
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         page.set_viewport_size(size)
-        page.wait_for_timeout(100)
+        page.wait_for_function(f"window.innerWidth === {size['width']}")
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= size["width"], f"{name} is {wide}px wide at {label} width"
     page.set_viewport_size(DESKTOP)

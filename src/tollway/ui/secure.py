@@ -3,7 +3,8 @@ keep the pages out of frames and keep browsers from guessing types; the cookie f
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
@@ -45,7 +46,7 @@ class SecuredRoute(APIRoute):
     """A route whose answers, errors included, carry ``HEADERS`` (and are never cached
     unless the route says otherwise)."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """The route's handler, wrapped."""
         handler = super().get_route_handler()
 

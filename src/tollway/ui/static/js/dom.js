@@ -85,7 +85,8 @@ export function dialog(title, content, { submit = "Save", onSubmit, danger = fal
     const error = h("div", {});
     const button = h("button", { type: "submit", class: danger ? "danger" : undefined }, submit);
     const cancel = h("button", { type: "button", class: "secondary" }, onSubmit ? "Cancel" : "Close");
-    const form = h("form", { method: "dialog" }, h("h2", { text: title }), content, error,
+    // novalidate: every problem is reported the same way, in the dialog, next to its field.
+    const form = h("form", { method: "dialog", novalidate: true }, h("h2", { text: title }), content, error,
       h("div", { class: "dialog-actions" }, cancel, onSubmit ? button : null));
     const box = h("dialog", { "aria-label": title }, form);
     let result = null;
