@@ -41,9 +41,11 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest
 
+# The floor proxy and Tollway's paths side by side (bench/README.md); a few minutes.
+# Options through BENCH_ARGS, e.g. make bench BENCH_ARGS="--quick" or "--wait-quiet 300".
 bench: $(STAMP)
-	command -v wrk >/dev/null || apt-get install -y wrk
-	$(BIN)/python bench/run.py
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y wrk; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Re-resolve uv.lock after a change to the dependencies in pyproject.toml, keeping every
 # other pin; `make lock UPGRADE=1` moves every package to its newest allowed release.

@@ -8,6 +8,7 @@ gateway, not this file.
 Routes:
   POST /v1/chat/completions  OpenAI chat.completion (or SSE chunks when "stream": true)
   POST /v1/messages          Anthropic message (or Anthropic SSE events when "stream": true)
+  POST /v1/responses         OpenAI Responses object (or its SSE events when "stream": true)
   GET  /health               200 "ok"
   GET  /__stats              JSON request counters (for sanity checks by the driver)
 
@@ -18,167 +19,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
-from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
-try:
-    import orjson
+from upstream_payloads import (
+    anthropic_message,
+    anthropic_stream_events,
+    dumps,
+    loads,
+    openai_completion,
+    openai_stream_events,
+    responses_object,
+    responses_stream_events,
+)
 
-    _loads: Callable[[bytes], Any] = orjson.loads
-
-    def _dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj)
-
-except ImportError:  # pragma: no cover - orjson is a project dependency
-    _loads = json.loads
-
-    def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
-
-
+MODEL_ROUTES = frozenset({"/v1/chat/completions", "/v1/messages", "/v1/responses"})
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
-CREATED = 1741569952
-ANSWER_PIECES = ["The", " capital", " of", " France", " is", " Paris", "."]
-ANSWER = "".join(ANSWER_PIECES)
-PROMPT_TOKENS = 57
-COMPLETION_TOKENS = len(ANSWER_PIECES)
-
-
-# --------------------------------------------------------------------------- payloads
-
-
-def _openai_usage() -> dict[str, Any]:
-    return {
-        "prompt_tokens": PROMPT_TOKENS,
-        "completion_tokens": COMPLETION_TOKENS,
-        "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
-        "prompt_tokens_details": {"cached_tokens": 0},
-    }
-
-
-def openai_completion(model: str) -> bytes:
-    return _dumps(
-        {
-            "id": "chatcmpl-BenchFakeUpstream0000000001",
-            "object": "chat.completion",
-            "created": CREATED,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": ANSWER, "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": _openai_usage(),
-            "system_fingerprint": "fp_bench0001",
-        }
-    )
-
-
-def openai_stream_events(model: str, include_usage: bool) -> list[bytes]:
-    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        obj: dict[str, Any] = {
-            "id": "chatcmpl-BenchFakeUpstream0000000001",
-            "object": "chat.completion.chunk",
-            "created": CREATED,
-            "model": model,
-            "system_fingerprint": "fp_bench0001",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if include_usage:
-            obj["usage"] = None
-        return obj
-
-    chunks = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
-    last = len(ANSWER_PIECES) - 1
-    for i, piece in enumerate(ANSWER_PIECES):
-        chunks.append(chunk({"content": piece}, "stop" if i == last else None))
-    if include_usage:
-        final = chunk({}, None)
-        final["choices"] = []
-        final["usage"] = _openai_usage()
-        chunks.append(final)
-    events = [b"data: " + _dumps(c) + b"\n\n" for c in chunks]
-    events.append(b"data: [DONE]\n\n")
-    return events
-
-
-def _anthropic_usage(output_tokens: int) -> dict[str, Any]:
-    return {
-        "input_tokens": PROMPT_TOKENS,
-        "output_tokens": output_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-    }
-
-
-def anthropic_message(model: str) -> bytes:
-    return _dumps(
-        {
-            "id": "msg_01BenchFakeUpstream000001",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": ANSWER}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": _anthropic_usage(COMPLETION_TOKENS),
-        }
-    )
-
-
-def anthropic_stream_events(model: str) -> list[bytes]:
-    def event(name: str, data: dict[str, Any]) -> bytes:
-        return b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n"
-
-    message = {
-        "id": "msg_01BenchFakeUpstream000001",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": _anthropic_usage(1),
-    }
-    events = [
-        event("message_start", {"type": "message_start", "message": message}),
-        event(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        event("ping", {"type": "ping"}),
-    ]
-    for piece in ANSWER_PIECES:
-        delta = {"type": "text_delta", "text": piece}
-        events.append(
-            event(
-                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
-            )
-        )
-    events += [
-        event("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": COMPLETION_TOKENS},
-            },
-        ),
-        event("message_stop", {"type": "message_stop"}),
-    ]
-    return events
-
 
 # --------------------------------------------------------------------------- HTTP framing
 
@@ -218,7 +75,7 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 
 def error_body(message: str, kind: str) -> bytes:
-    return _dumps({"error": {"message": message, "type": kind, "param": None, "code": None}})
+    return dumps({"error": {"message": message, "type": kind, "param": None, "code": None}})
 
 
 class BadRequest(Exception):
@@ -262,7 +119,7 @@ class Stats:
         self.by_path: dict[str, int] = {}
 
     def as_json(self) -> bytes:
-        return _dumps(self.__dict__)
+        return dumps(self.__dict__)
 
 
 class Upstream:
@@ -282,18 +139,28 @@ class Upstream:
         if hit is None:
             if len(self._cache) > 256:
                 self._cache.clear()
-            anthropic = path == "/v1/messages"
             if stream:
-                events = (
-                    anthropic_stream_events(model)
-                    if anthropic
-                    else openai_stream_events(model, include_usage)
-                )
-                hit = [as_chunk(e) for e in events]
+                hit = [as_chunk(e) for e in _stream_events(path, model, include_usage)]
             else:
-                hit = anthropic_message(model) if anthropic else openai_completion(model)
+                hit = _whole(path, model)
             self._cache[key] = hit
         return hit
+
+
+def _whole(path: str, model: str) -> bytes:
+    if path == "/v1/messages":
+        return anthropic_message(model)
+    if path == "/v1/responses":
+        return responses_object(model)
+    return openai_completion(model)
+
+
+def _stream_events(path: str, model: str, include_usage: bool) -> list[bytes]:
+    if path == "/v1/messages":
+        return anthropic_stream_events(model)
+    if path == "/v1/responses":
+        return responses_stream_events(model)
+    return openai_stream_events(model, include_usage)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -404,7 +271,7 @@ class HttpProtocol(asyncio.Protocol):
         stats.by_path[path] = stats.by_path.get(path, 0) + 1
         write = self.transport.write
 
-        if path in ("/v1/chat/completions", "/v1/messages"):
+        if path in MODEL_ROUTES:
             if method != b"POST":
                 self.send_error(405, "method not allowed", keep_alive)
                 return
@@ -412,7 +279,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.send_error(401, "invalid upstream api key", keep_alive)
                 return
             try:
-                req = _loads(body)
+                req = loads(body)
                 if not isinstance(req, dict):
                     raise ValueError("body must be a JSON object")
             except ValueError:
