@@ -1,11 +1,15 @@
 """Budgets as a scrape reads them from each ledger: what calls in flight hold, then what
-the database recorded, per project (SQLite, Postgres, Redis)."""
+the database recorded, per project (SQLite, Postgres, Redis); the spend shown stays when
+retention deletes the spend rows (it is read from the rollups, as budgets are)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
+import sqlite3
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,10 @@ from metrics_support import (
 
 from fake_upstream import COMPLETION_TOKENS, PROMPT_TOKENS, FakeUpstream, Stall
 from harness import running_gateway
+from tollway.config_retention import RetentionConfig
+from tollway.metering.retention import Retention
 from tollway.settings import Settings
+from tollway.store.db import Database
 
 GPT_COST = (PROMPT_TOKENS * 1 + COMPLETION_TOKENS * 2) / 1_000_000
 
@@ -91,3 +98,37 @@ def test_held_while_in_flight_then_spent(
             )
         )
         assert value(scrape(url), "tollway_budget_held_usd", project="held") == 0
+
+
+def test_spent_stays_when_retention_deletes_the_rows(fake: FakeUpstream, tmp_path: Path) -> None:
+    values = config(tmp_path / "data", fake, metrics={"public": True, "cache_seconds": 0})
+    settings = Settings(**values)
+    with running_gateway(settings) as gateway:
+        url = gateway.url
+        with management(url) as api:
+            project = created(api.post("/projects", json={"name": "kept", "max_budget_usd": "1"}))
+            key = created(api.post("/keys", json={"name": "k", "project": project["id"]}))["key"]
+        for _ in range(3):
+            assert chat(url, key).status_code == 200
+
+        def spent() -> float:
+            return value(scrape(url), "tollway_budget_spent_usd", project="kept")
+
+        assert eventually(lambda: math.isclose(spent(), 3 * GPT_COST))
+        # Two days on, a retention pass that keeps one day deletes every row.
+        later = datetime.now(UTC) + timedelta(days=2)
+        swept = asyncio.run(_sweep(settings.database_path_url, later))
+        assert swept == 3
+        with sqlite3.connect(tmp_path / "data" / "tollway.db") as db:
+            assert db.execute("SELECT count(*) FROM spend").fetchone() == (0,)
+        assert math.isclose(spent(), 3 * GPT_COST)
+
+
+async def _sweep(database_url: str, now: datetime) -> int:
+    """One retention pass as of ``now`` keeping a day of rows; the rows deleted."""
+    db = Database(database_url)
+    try:
+        retention = Retention(db, RetentionConfig(requests_days=1, spend_days=1))
+        return (await retention.sweep(now)).rows
+    finally:
+        await db.aclose()

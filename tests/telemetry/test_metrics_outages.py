@@ -1,5 +1,6 @@
-"""Store failures are counted: calls refused because Redis is down, and scrapes that
-could not read it (which then show the last values read)."""
+"""Store failures are counted where they are handled: calls refused because Redis or
+the database is down, spend records that wait for the database, and scrapes that could
+not read a store (which then show the last values read)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from metrics_support import (
     chat,
     config,
     created,
+    eventually,
     management,
     scrape,
     total,
@@ -19,7 +21,7 @@ from metrics_support import (
 
 from fake_upstream import FakeUpstream
 from harness import running_gateway
-from services import PrivateRedis, stopped
+from services import PrivatePostgres, PrivateRedis, stopped
 from tollway.settings import Settings
 
 
@@ -58,3 +60,51 @@ def test_redis_outage_is_counted_by_store_and_operation(
         assert value(during, errors, store="redis", operation="metrics_scrape") == 1
         assert value(during, "tollway_budget_limit_usd", project="budgeted") == 5
         assert total(during, errors, store="database") == 0
+
+
+def test_database_outage_is_counted_where_it_is_handled(
+    private_postgres: PrivatePostgres, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    database = private_postgres.create_database()
+    values = config(tmp_path / "data", fake, database_url=database, database_grace=300)
+    errors = "tollway_store_errors_total"
+    try:
+        with running_gateway(Settings(**values)) as gateway:
+            url = gateway.url
+            with management(url) as api:
+                known = created(api.post("/keys", json={"name": "known"}))["key"]
+                stranger = created(api.post("/keys", json={"name": "stranger"}))["key"]
+            assert chat(url, known).status_code == 200
+            with stopped(private_postgres):
+                # A key verified before: served within the grace window; its spend
+                # record waits in the journal (the flush fails and is retried).
+                assert chat(url, known).status_code == 200
+                refused = chat(url, stranger)
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["error"]["code"] == "database_unavailable"
+
+                def flush_counted() -> bool:
+                    during = scrape(url, bearer(MASTER_KEY))
+                    return value(during, errors, store="database", operation="spend_flush") > 0
+
+                assert eventually(flush_counted)
+                during = scrape(url, bearer(MASTER_KEY))
+            after = scrape(url, bearer(MASTER_KEY))
+    finally:
+        private_postgres.drop_database(database.rsplit("/", 1)[1])
+    # Every request reads the epochs first; the stranger's key also had to be looked up.
+    assert value(during, errors, store="database", operation="epochs") >= 2
+    assert value(during, errors, store="database", operation="key_lookup") == 1
+    assert value(during, errors, store="database", operation="metrics_scrape") >= 1
+    # Each failure is counted once, under the operation that failed (a refused call is
+    # not counted again as a refusal); background work may have failed meanwhile too.
+    failed = {
+        dict(labels)["operation"]
+        for (name, labels), count in during.items()
+        if name == errors and count and dict(labels)["store"] == "database"
+    }
+    expected = {"epochs", "key_lookup", "spend_flush", "metrics_scrape"}
+    assert expected <= failed <= expected | {"budget_holds", "retention", "journal_replay"}
+    assert total(during, errors, store="redis") == 0
+    # Counters only grow: what the outage counted is still there once it is over.
+    assert total(after, errors) >= total(during, errors)

@@ -47,6 +47,7 @@ class KeyExpiry:
                 await self.scan()
             except Exception:  # the edge: a background task; the next scan catches up
                 log.warning("scanning for expired keys failed; will retry", exc_info=True)
+                self._db.failures.report("database", "key_expiry")
             await asyncio.sleep(self._interval)
 
     async def scan(self) -> int:

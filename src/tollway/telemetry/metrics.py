@@ -67,19 +67,12 @@ class MetricsObserver(Observer):
         labels: Labels,
         recorder: Recorder,
         endpoint: MetricsEndpoint,
-        ledger_store: str,
     ) -> None:
         self.families = families
         self.endpoint = endpoint
         self.tally = tally = Tally()
         self._labels = labels
         self._recorder = recorder
-        # Calls refused with a 503 because a store is unreachable: (store, operation).
-        self._outages = {
-            "database_unavailable": ("database", "authenticate"),
-            "budget_unavailable": (ledger_store, "budget"),
-            "rate_limits_unavailable": ("redis", "rate_limit"),
-        }
         self._requests = tally.counter(families.requests)
         self._duration = tally.histogram(families.duration)
         self._ttft = tally.histogram(families.ttft)
@@ -150,9 +143,6 @@ class MetricsObserver(Observer):
             self._meter(record, model, provider)
         if record.attempts and _fell_back(record):
             self._fallbacks(model, provider).add()
-        outage = self._outages.get(record.error or "")
-        if outage is not None:
-            self._store_errors(*outage).add()
 
     def _meter(self, record: CallRecord, model: str, provider: str) -> None:
         outcome = record.outcome
@@ -214,6 +204,8 @@ class MetricsObserver(Observer):
         self.families.circuit_open.labels(label).set(len(others))
 
     def store_failed(self, store: str, operation: str) -> None:
+        # Reported where the failure is handled (``store/failures.py``): a call refused
+        # with a 503 for it counts once, under the operation that failed.
         store = store if store in ("database", "redis") else OTHER
         self._store_errors(store, operation).add()
 
@@ -263,7 +255,6 @@ def build_metrics(
         Labels(settings),
         recorder,
         MetricsEndpoint(exposition, db, server_keys, master_key, config, settings.host),
-        "redis" if redis is not None else "database",
     )
     # The scraping process shows its own latest values, not those of a second ago.
     exposition.before_scrape = observer.sample

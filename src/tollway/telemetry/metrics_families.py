@@ -110,8 +110,8 @@ class Families:
         )
         self.store_errors = Counter(
             "tollway_store_errors_total",
-            "Failures of the database or Redis: operations that failed, and calls refused "
-            "with 503 because the store could not be reached.",
+            "Failed database or Redis operations, each counted once where it is handled "
+            "(served from the last state read, retried later, or refused with a 503).",
             ("store", "operation"),
             registry=registry,
         )

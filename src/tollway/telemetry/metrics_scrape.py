@@ -3,6 +3,7 @@ turns everything into the Prometheus text format.
 
     tollway_budget_limit_usd{project}     a project's budget for its current period
     tollway_budget_spent_usd{project}     spend recorded in the database in that period
+                                          (from the spend rollups, which retention keeps)
     tollway_budget_held_usd{project}      what calls in flight hold on it (the ledger:
                                           ``budget_holds`` rows, or the Redis slot)
     tollway_spend_quarantined{store}      spend records the database refused, kept in
@@ -33,8 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tollway.metering.budget import NANO, period_start
 from tollway.metering.quarantine import Quarantine
 from tollway.store.db import Database
-from tollway.store.spend import PICO
-from tollway.store.tables import BudgetHold, Project, QuarantinedSpend, SpendRecord
+from tollway.store.spend import PICO, report, to_pico
+from tollway.store.tables import BudgetHold, Project, QuarantinedSpend
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -132,20 +133,17 @@ class ScrapeValues:
 
     @staticmethod
     async def _spent(session: AsyncSession, rows: list[Any]) -> dict[str, int]:
-        """Pico-dollars recorded per project since its period began (one query per
-        kind of period, on the (project_id, ts) index)."""
-        periods: dict[str | None, list[str]] = {}
+        """Pico-dollars recorded per project since its period began: from the rollups'
+        daily and hourly cells (a month is about 30 cells a project, not every call),
+        as budgets are; one report per kind of period."""
+        periods: dict[str | None, set[str]] = {}
         for project_id, _, _, period in rows:
-            periods.setdefault(period, []).append(project_id)
+            periods.setdefault(period, set()).add(project_id)
         now = datetime.now(UTC)
         spent: dict[str, int] = {}
         for period, ids in periods.items():
-            result = await session.execute(
-                select(SpendRecord.project_id, func.sum(SpendRecord.cost_pico))
-                .where(SpendRecord.project_id.in_(ids), SpendRecord.ts >= period_start(period, now))
-                .group_by(SpendRecord.project_id)
-            )
-            spent.update({pid: int(total or 0) for pid, total in result if pid is not None})
+            groups, _ = await report(session, group_by="project", since=period_start(period, now))
+            spent.update({g["group"]: to_pico(g["cost_usd"]) for g in groups if g["group"] in ids})
         return spent
 
     @staticmethod
