@@ -16,7 +16,8 @@ from tollway.guards.secrets import SecretsGuard
 
 SIZE = 200_000
 # Each case costs well under 0.5 s here (about 1.5 us per character at worst); the bound
-# leaves room for a loaded CI machine and catches a quadratic pattern, which takes minutes.
+# leaves room for a slow CI machine and catches a quadratic pattern, which takes minutes.
+# The time is the test thread's CPU time: other processes on the machine do not count.
 SECONDS = 5.0
 HOSTILE = {
     "letters": "a" * SIZE,
@@ -48,9 +49,9 @@ GUARDS: list[TextGuard] = [PiiGuard({}), SecretsGuard({}), InjectionGuard({})]
 def test_scans_take_linear_time(name: str) -> None:
     text = HOSTILE[name]
     for guard in GUARDS:
-        started = time.perf_counter()
+        started = time.thread_time()
         guard.scan(text)
-        assert time.perf_counter() - started < SECONDS, guard.name
+        assert time.thread_time() - started < SECONDS, guard.name
 
 
 @pytest.mark.parametrize("name", ["one long token", "pem headers", "spaced digits"])
@@ -58,10 +59,10 @@ def test_streams_take_linear_time(name: str) -> None:
     """The held text grows without a place to cut: scans must not repeat per delta."""
     text = HOSTILE[name][:100_000]
     redactor = StreamRedactor(GUARDS[:2])
-    started = time.perf_counter()
+    started = time.thread_time()
     out = [redactor.feed(text[i : i + 20]) for i in range(0, len(text), 20)]
     out.append(redactor.flush())
-    assert time.perf_counter() - started < SECONDS
+    assert time.thread_time() - started < SECONDS
     assert len("".join(out)) > 0
 
 

@@ -14,9 +14,10 @@ IMAGE = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4"
     "DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
 )
+DESCRIPTION = "a city, e.g. Paris"
 TOOL_SCHEMA = {
     "type": "object",
-    "properties": {"city": {"type": "string", "description": "a city, e.g. Paris"}},
+    "properties": {"city": {"type": "string", "description": DESCRIPTION}},
 }
 
 CHAT: dict[str, Any] = {
@@ -50,6 +51,15 @@ CHAT: dict[str, Any] = {
                 {"type": "refusal", "refusal": "no"},
             ],
         },
+        {"role": "function", "name": "lookup", "content": "legacy result"},
+        {
+            "role": "user",
+            "name": "jane_doe",
+            "content": [
+                {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+                {"type": "file", "file": {"file_data": IMAGE, "filename": "notes.pdf"}},
+            ],
+        },
     ],
     "tools": [
         {
@@ -57,7 +67,11 @@ CHAT: dict[str, Any] = {
             "function": {"name": "weather", "description": "weather", "parameters": TOOL_SCHEMA},
         }
     ],
+    "prediction": {"type": "content", "content": "Il fait beau."},
     "temperature": 0.2,
+    "user": "user-1234",
+    "metadata": {"ticket": "T-1"},
+    "stop": ["END"],
 }
 RESPONSES: dict[str, Any] = {
     "model": "gpt-4.1",
@@ -83,7 +97,16 @@ RESPONSES: dict[str, Any] = {
             "type": "reasoning",
             "id": "r1",
             "summary": [{"type": "summary_text", "text": "thinking"}],
+            "encrypted_content": "gAAAAABo",
         },
+        {
+            "type": "local_shell_call",
+            "id": "ls1",
+            "call_id": "s1",
+            "action": {"type": "exec", "command": ["cat", "notes.txt"], "env": {}},
+        },
+        {"type": "local_shell_call_output", "id": "s1", "output": "the notes"},
+        {"type": "mcp_call", "id": "m1", "arguments": '{"q": 1}', "output": "mcp answer"},
     ],
     "prompt": {
         "id": "pmpt_1",
@@ -101,8 +124,14 @@ MESSAGES: dict[str, Any] = {
             "role": "assistant",
             "content": [
                 {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                {"type": "redacted_thinking", "data": "EmwKAhgB"},
                 {"type": "text", "text": "Let me look."},
-                {"type": "tool_use", "id": "t1", "name": "search", "input": {"q": "x"}},
+                {
+                    "type": "tool_use",
+                    "id": "t1",
+                    "name": "search",
+                    "input": {"q": "x", "name": "a tool argument", "filter": {"id": "y"}},
+                },
             ],
         },
         {
@@ -121,8 +150,13 @@ MESSAGES: dict[str, Any] = {
                 {
                     "type": "document",
                     "source": {"type": "text", "media_type": "text/plain", "data": "doc text"},
+                    "context": "uploaded today",
                 },
-                {"type": "text", "text": "Thanks"},
+                {
+                    "type": "document",
+                    "source": {"type": "content", "content": [{"type": "text", "text": "page"}]},
+                },
+                {"type": "text", "text": "Thanks", "cache_control": {"type": "ephemeral"}},
             ],
         },
     ],
@@ -135,10 +169,17 @@ REQUESTS: list[tuple[str, dict[str, Any], list[tuple[str, str, str]]]] = [
         CHAT,
         [
             ("messages[0].content", "system", "You are terse."),
-            ("messages[1].content[0].text", "developer", "Answer in French."),
+            ("messages[1].content[0].text", "system", "Answer in French."),
             ("messages[2].content[0].text", "user", "What is in this picture?"),
+            ("messages[3].tool_calls[0].function.arguments", "assistant", '{"city":"Paris"}'),
             ("messages[4].content", "tool", "Sunny, 21 C"),
             ("messages[5].content[0].text", "assistant", "Il fait beau."),
+            ("messages[5].content[1].refusal", "assistant", "no"),
+            ("messages[6].content", "tool", "legacy result"),
+            ("messages[7].content[1].file.filename", "user", "notes.pdf"),
+            ("tools[0].function.description", "system", "weather"),
+            ("tools[0].function.parameters.properties.city.description", "system", DESCRIPTION),
+            ("prediction.content", "user", "Il fait beau."),
         ],
     ),
     (
@@ -149,9 +190,17 @@ REQUESTS: list[tuple[str, dict[str, Any], list[tuple[str, str, str]]]] = [
             ("input[0].content", "user", "Plan a trip"),
             ("input[1].content[0].text", "user", "to Rome"),
             ("input[2].content[0].text", "assistant", "Sure."),
+            ("input[3].arguments", "assistant", '{"day": 1}'),
             ("input[4].output", "tool", "booked"),
+            ("input[5].summary[0].text", "assistant", "thinking"),
+            ("input[6].action.command[0]", "assistant", "cat"),
+            ("input[6].action.command[1]", "assistant", "notes.txt"),
+            ("input[7].output", "tool", "the notes"),
+            ("input[8].arguments", "assistant", '{"q": 1}'),
+            ("input[8].output", "tool", "mcp answer"),
             ("prompt.variables.city", "user", "Rome"),
             ("prompt.variables.note.text", "user", "cheap"),
+            ("tools[0].parameters.properties.city.description", "system", DESCRIPTION),
         ],
     ),
     ("responses", {"model": "m", "input": "Just a string"}, [("input", "user", "Just a string")]),
@@ -162,11 +211,18 @@ REQUESTS: list[tuple[str, dict[str, Any], list[tuple[str, str, str]]]] = [
             [
                 ("system[0].text", "system", "You are kind."),
                 ("messages[0].content", "user", "Hello"),
-                ("messages[1].content[1].text", "assistant", "Let me look."),
+                ("messages[1].content[0].thinking", "assistant", "hmm"),
+                ("messages[1].content[2].text", "assistant", "Let me look."),
+                ("messages[1].content[3].input.q", "assistant", "x"),
+                ("messages[1].content[3].input.name", "assistant", "a tool argument"),
+                ("messages[1].content[3].input.filter.id", "assistant", "y"),
                 ("messages[2].content[0].content[0].text", "tool", "result A"),
                 ("messages[2].content[1].content", "tool", "result B"),
                 ("messages[2].content[3].source.data", "user", "doc text"),
-                ("messages[2].content[4].text", "user", "Thanks"),
+                ("messages[2].content[3].context", "user", "uploaded today"),
+                ("messages[2].content[4].source.content[0].text", "user", "page"),
+                ("messages[2].content[5].text", "user", "Thanks"),
+                ("tools[0].input_schema.properties.city.description", "system", DESCRIPTION),
             ],
         )
         for endpoint in ("messages", "messages.count_tokens")
@@ -226,8 +282,10 @@ def test_setting_a_slot_changes_the_body_at_its_path() -> None:
     for slot in slots:
         slot.set(slot.get().upper())
     assert _set_paths(body, [s.path for s in slots]) == [s.get() for s in slots]
-    assert body["messages"][1]["content"][0] == MESSAGES["messages"][1]["content"][0]  # thinking
-    assert body["tools"] == MESSAGES["tools"]
+    thinking = body["messages"][1]["content"][0]
+    assert thinking["thinking"] == "HMM" and thinking["signature"] == "sig"
+    assert body["messages"][1]["content"][1] == MESSAGES["messages"][1]["content"][1]
+    assert body["messages"][2]["content"][2] == MESSAGES["messages"][2]["content"][2]  # image
 
 
 RESPONSES_OUT: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
@@ -237,12 +295,36 @@ RESPONSES_OUT: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
             "id": "c",
             "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": "Hi there"}},
-                {"index": 1, "message": {"role": "assistant", "content": None, "tool_calls": []}},
-                {"index": 2, "message": {"role": "assistant", "content": "Second"}},
+                {
+                    "index": 1,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "reasoning_content": "Let me think",
+                        "tool_calls": [
+                            {
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "send", "arguments": '{"to": "x"}'},
+                            }
+                        ],
+                    },
+                    "logprobs": {"content": [{"token": "Hi", "logprob": -0.1}]},
+                },
+                {
+                    "index": 2,
+                    "message": {"role": "assistant", "content": "Second", "refusal": "No"},
+                },
             ],
             "usage": {"prompt_tokens": 1},
         },
-        [("choices[0].message.content", "Hi there"), ("choices[2].message.content", "Second")],
+        [
+            ("choices[0].message.content", "Hi there"),
+            ("choices[1].message.reasoning_content", "Let me think"),
+            ("choices[1].message.tool_calls[0].function.arguments", '{"to": "x"}'),
+            ("choices[2].message.content", "Second"),
+            ("choices[2].message.refusal", "No"),
+        ],
     ),
     ("completions", {"choices": [{"index": 0, "text": "done"}]}, [("choices[0].text", "done")]),
     (
@@ -258,10 +340,14 @@ RESPONSES_OUT: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
                         {"type": "refusal", "refusal": "no"},
                     ],
                 },
-                {"type": "function_call", "name": "f", "arguments": "{}"},
+                {"type": "function_call", "id": "fc", "name": "f", "arguments": '{"a": 1}'},
             ]
         },
-        [("output[1].content[0].text", "Answer")],
+        [
+            ("output[1].content[0].text", "Answer"),
+            ("output[1].content[1].refusal", "no"),
+            ("output[2].arguments", '{"a": 1}'),
+        ],
     ),
     (
         "messages",
@@ -269,10 +355,14 @@ RESPONSES_OUT: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
             "content": [
                 {"type": "thinking", "thinking": "t", "signature": "s"},
                 {"type": "text", "text": "Hello!"},
-                {"type": "tool_use", "id": "x", "name": "n", "input": {}},
+                {"type": "tool_use", "id": "x", "name": "n", "input": {"to": "Jane"}},
             ]
         },
-        [("content[1].text", "Hello!")],
+        [
+            ("content[0].thinking", "t"),
+            ("content[1].text", "Hello!"),
+            ("content[2].input.to", "Jane"),
+        ],
     ),
     ("embeddings", {"data": [{"embedding": [0.1]}]}, []),
     ("messages.count_tokens", {"input_tokens": 3}, []),
@@ -302,9 +392,67 @@ def test_response_slots_round_trip(
         {"messages": [None, 3, "x", {"role": 5, "content": [None, {"type": "text", "text": 7}]}]},
         {"input": {"unexpected": "object"}, "instructions": ["not", "a", "string"]},
         {"system": 12, "messages": [{"content": {"type": "text", "text": "object content"}}]},
+        {"messages": [{"role": "assistant", "content": [{"type": {"x": 1}, "input": "x"}]}]},
+        {"input": [{"type": ["function_call"], "data": "x", "result": "y", "id": {"a": "b"}}]},
     ],
 )
 def test_odd_shapes_yield_what_they_can_and_never_raise(payload: dict[str, Any]) -> None:
     for endpoint in ("chat.completions", "responses", "messages", "completions", "embeddings"):
         for slot in request_texts(endpoint, payload):
             assert isinstance(slot.get(), str)
+
+
+@pytest.mark.parametrize(
+    ("role", "read_as"),
+    [
+        ("system", "system"),
+        ("developer", "system"),
+        ("user", "user"),
+        ("assistant", "assistant"),
+        ("tool", "tool"),
+        ("function", "tool"),
+        ("Developer", "system"),
+        ("narrator", "user"),  # unknown: read as the user's (the injection guard reads it)
+        (None, "user"),
+        ({"odd": 1}, "user"),
+    ],
+)
+def test_roles_are_normalized(role: Any, read_as: str) -> None:
+    for endpoint, payload in (
+        ("chat.completions", {"messages": [{"role": role, "content": "hi"}]}),
+        (
+            "responses",
+            {"input": [{"role": role, "content": [{"type": "input_text", "text": "hi"}]}]},
+        ),
+        ("messages", {"messages": [{"role": role, "content": [{"type": "text", "text": "hi"}]}]}),
+    ):
+        assert [slot.role for slot in request_texts(endpoint, payload)] == [read_as]
+
+
+def test_a_field_the_gateway_does_not_know_is_read() -> None:
+    """A new API field cannot carry text past the guards; request parameters are not text."""
+    payload = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "hi", "future_field": {"note": "read me"}}],
+        "future_top_level": ["me too"],
+        "user": "user-7",
+        "metadata": {"customer": "acme"},
+        "stop": ["###"],
+        "reasoning_effort": "high",
+    }
+    assert [slot.path for slot in request_texts("chat.completions", payload)] == [
+        "messages[0].content",
+        "messages[0].future_field.note",
+        "future_top_level[0]",
+    ]
+
+
+def test_deep_bodies_are_walked_whole() -> None:
+    """No recursion limit: a string at the bottom of a deeply nested body is still read."""
+    node: Any = "the bottom"
+    for _ in range(5000):
+        node = {"content": [node]}
+    payload = {"messages": [{"role": "user", "content": [node]}]}
+    slots = request_texts("chat.completions", payload)
+    assert [slot.get() for slot in slots] == ["the bottom"]
+    assert slots[0].path.startswith("messages[0].content[0].content[0].content[0]")

@@ -18,6 +18,7 @@ flag.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -62,8 +63,9 @@ class TextGuard(ABC):
     # Whether answers are screened too (redacted or flagged, streamed ones as they go).
     # A guard that judges a text as a whole (injection) screens requests only.
     screens_responses: ClassVar[bool] = True
-    # Which texts of a request it reads, by who wrote them (TextSlot.role: system,
-    # developer, user, assistant, tool); None: all of them.
+    # Which texts of a request it reads, by who wrote them (TextSlot.role: system, user,
+    # assistant or tool; developer messages are system, function messages tool); None:
+    # all of them.
     roles: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, options: dict[str, Any]) -> None:
@@ -72,6 +74,11 @@ class TextGuard(ABC):
     @abstractmethod
     def scan(self, text: str) -> list[Finding]:
         """Every finding in ``text`` (spans index into it)."""
+
+    def scan_all(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """``scan`` of each of the texts of one request (a guard whose costly work must
+        be bounded per request rather than per text overrides this)."""
+        return [self.scan(text) for text in texts]
 
     def replacement(self, finding: Finding) -> str:
         """What a redacted span becomes."""

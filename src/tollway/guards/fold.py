@@ -1,14 +1,15 @@
 """Folding text before a scan, so invisible or look-alike characters hide nothing.
 
 A model reads ``AKIA\\u200bIOSFODNN7EXAMPLE`` (a zero-width space inside) or
-``ＡＫＩＡ…`` (full-width letters) as the key it is; a pattern does not. ``fold`` makes
-the copy a guard scans: each character folded on its own by NFKC (full-width and
-mathematical letters, ligatures, no-break spaces ...), default-ignorable characters
-dropped (format characters such as U+200B and the soft hyphen, variation selectors,
-fillers) and Unicode tag characters (U+E0020-E007E, invisible ASCII look-alikes used to
-smuggle text) read as the ASCII they mirror. ``Folded.original`` maps a finding's span
-in the copy back to the span of the original text it came from, which is what gets
-redacted.
+``\\uff21\\uff2b\\uff29\\uff21...`` (full-width "AKIA...") as the key it is; a pattern
+does not. ``fold`` makes the copy a guard scans: each character folded on its own by
+NFKC (full-width and mathematical letters, ligatures, no-break spaces ...),
+default-ignorable characters dropped (format characters such as U+200B, the bidi
+controls U+202A-U+202E and U+2066-U+2069 and the soft hyphen U+00AD, variation
+selectors, fillers) and Unicode tag characters (U+E0020-E007E, invisible ASCII
+look-alikes used to smuggle text) read as the ASCII they mirror. ``Folded.original``
+maps a finding's span in the copy back to the span of the original text it came from,
+which is what gets redacted.
 
 Characters are folded one at a time (no canonical composition), so the mapping stays
 local and a guard stays local (see ``redact.py``). ASCII text is its own fold and costs
@@ -31,10 +32,18 @@ from tollway.guards.base import Finding
 CHUNK = 1 << 16
 # Default-ignorable characters that are not format characters (category Cf).
 _IGNORABLE = frozenset(
-    [0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0]
-    + list(range(0x180B, 0x1810))
-    + list(range(0xFE00, 0xFE10))
-    + list(range(0xE0100, 0xE01F0))
+    (
+        0x034F,
+        0x115F,
+        0x1160,
+        0x17B4,
+        0x17B5,
+        0x3164,
+        0xFFA0,
+        *range(0x180B, 0x1810),
+        *range(0xFE00, 0xFE10),
+        *range(0xE0100, 0xE01F0),
+    )
 )
 _TAGS = range(0xE0020, 0xE007F)
 

@@ -36,7 +36,7 @@ from tollway.guards.literals import Literals
 # longer than any repeat a signal allows (``CAP``) reads as CAP + 1 of it: no signal
 # tells the two apart, and that signal tried at each character of a long run of "="
 # would cost ~40 steps a character.
-_RUN = re.compile(r"([=*#-])\1{%d,}" % CAP)
+_RUN = re.compile(rf"([=*#-])\1{{{CAP},}}")
 _FOLDED = Literals(
     literal
     for signal in SIGNALS

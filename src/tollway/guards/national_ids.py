@@ -37,9 +37,11 @@ _NAMES = re.compile(
 )
 # What each alternative of _NAMES starts with, lower case.
 _NAME_LITERALS = Literals(
-    "ssn social bsn burgerservice pesel steuer tax personnummer personal national nir "
-    "sécurit securit insee id".split()
-)
+    (
+        "ssn", "social", "bsn", "burgerservice", "pesel", "steuer", "tax", "personnummer",
+        "personal", "national", "nir", "sécurit", "securit", "insee", "id",
+    )
+)  # fmt: skip
 # UK National Insurance numbers: letters and prefixes HMRC never issues
 # (https://www.gov.uk/hmrc-internal-manuals/national-insurance-manual/nim39110).
 _NINO = re.compile(

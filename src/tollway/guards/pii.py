@@ -175,12 +175,14 @@ class PiiGuard(TextGuard):
         for run_start, run_end, digits in runs:
             if digits < 7 or run_end - run_start > _PHONE_LONGEST:
                 continue  # too short, or numbers run together past any phone number
-            before = text[run_start - 1 : run_start]
-            if before not in ("+", "(") and text[run_start:run_end].isdigit():
-                # A bare run of digits is a phone number only after a word that says so
-                # (the same test as below, made before paying for a validation).
-                if not _PHONE_WORD.search(text, max(0, run_start - _PHONE_WORD_CHARS), run_start):
-                    continue
+            # A bare run of digits is a phone number only after a word that says so (the
+            # same test as below, made before paying for a validation).
+            if (
+                text[run_start - 1 : run_start] not in ("+", "(")
+                and text[run_start:run_end].isdigit()
+                and not _PHONE_WORD.search(text, max(0, run_start - _PHONE_WORD_CHARS), run_start)
+            ):
+                continue
             start = max(low, run_start - _PHONE_MARGIN)
             window = text[start : min(high, run_end + _PHONE_MARGIN)]
             matches = self._judge(window, checks)
@@ -334,6 +336,9 @@ def _phone_shaped(text: str, start: int, end: int) -> Iterator[Span]:
     begin = start - 1 if text[start - 1 : start] in ("+", "(") else start
     for match in _PHONE_SHAPE.finditer(text, begin, end):
         value = match.group()
-        if 7 <= sum(map(str.isdigit, value)) <= 15 and not _NOT_PHONE.search(value):
-            if text[match.start() - 1 : match.start()] != "#":
-                yield match.span()
+        if (
+            7 <= sum(map(str.isdigit, value)) <= 15
+            and not _NOT_PHONE.search(value)
+            and text[match.start() - 1 : match.start()] != "#"
+        ):
+            yield match.span()

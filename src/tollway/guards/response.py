@@ -1,22 +1,27 @@
 """Screening an answer on its way to the client: whole, or event by event.
 
 A ``ResponseScreen`` sees the answer in the client's dialect (after translation), so
-one screen serves every provider. Each text a model writes (a choice's content, a
-Messages text block, a Responses output text) gets its own ``StreamRedactor`` per
-guard action: ``redact`` rewrites the deltas (holding back the last few hundred
-characters until they are final, see ``redact.py``), ``flag`` runs the same scan on a
-copy and only counts. Held text is released where its text ends (a choice's
-``finish_reason``, a Messages ``content_block_stop``, a Responses
-``response.output_text.done``), as one more delta when the ending event carries none.
+one screen serves every provider. It reads every text the model wrote: content and
+refusals, reasoning and thinking, tool-call arguments and tool inputs (``texts.py``).
 
-Events that repeat a finished text whole (Responses ``*.done`` events and
-``response.completed``) have it redacted whole, which gives the same text as the deltas.
-An event the screen does not understand passes unchanged; so does one with nothing to
-change, byte for byte.
+A streamed text (``streamed.py``) gets its own ``StreamRedactor`` per guard action:
+``redact`` rewrites the deltas (holding back the last few hundred characters until
+they are final, see ``redact.py``), ``flag`` runs the same scan on a copy and only
+counts. Held text is released where its text ends (a choice's ``finish_reason``, a
+Messages ``content_block_stop``, a Responses ``response.*.done``), as one more delta
+when the ending event carries none, or at the end of the stream.
+
+Events that carry a finished text or object whole (Responses ``*.done`` events,
+``response.output_item.*``, ``response.completed``; Messages ``content_block_start``)
+have it redacted whole, which gives the same text as the deltas. A chunk without a
+choice or block ``index`` is index 0 (as some OpenAI-compatible servers send it); an id
+of any JSON type names its text. An event the screen does not understand passes
+unchanged; so does one with nothing to change, byte for byte.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -24,9 +29,18 @@ import orjson
 
 from tollway.dialects.endpoints import Endpoint
 from tollway.guards.base import Action, Finding, TextGuard
-from tollway.guards.redact import StreamRedactor, redact, resolve
-from tollway.guards.runner import Decision, decision
-from tollway.guards.texts import response_texts
+from tollway.guards.redact import redact, resolve
+from tollway.guards.runner import THREAD_BYTES, Decision, decision
+from tollway.guards.streamed import (
+    CHAT_FIELDS,
+    MESSAGE_DELTAS,
+    RESPONSES_TEXTS,
+    StreamedText,
+    key,
+    parse,
+    render,
+)
+from tollway.guards.texts import TextSlot, answer_texts, response_texts
 from tollway.sse import EventSplitter
 
 _DONE = b"[DONE]"
@@ -34,28 +48,16 @@ _DONE = b"[DONE]"
 SCREENED = frozenset(
     {Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS, Endpoint.RESPONSES, Endpoint.MESSAGES}
 )
-_RESPONSES_KEY = ("item_id", "output_index", "content_index")
+# Responses events that carry one finished piece of the answer whole, and its field.
+_RESPONSES_PIECES = {
+    "response.output_item.added": "item",
+    "response.output_item.done": "item",
+    "response.content_part.added": "part",
+    "response.content_part.done": "part",
+    "response.reasoning_summary_part.added": "part",
+    "response.reasoning_summary_part.done": "part",
+}
 Found = dict[tuple[str, Action], list[Finding]]  # (guard, action) -> its findings
-
-
-class _Text:
-    """One text being streamed: a redacting and a flagging scan of it."""
-
-    __slots__ = ("flag", "redact")
-
-    def __init__(self, redacting: list[TextGuard], flagging: list[TextGuard]) -> None:
-        self.redact = StreamRedactor(redacting) if redacting else None
-        self.flag = StreamRedactor(flagging) if flagging else None
-
-    def feed(self, delta: str) -> str:
-        if self.flag is not None:
-            self.flag.feed(delta)
-        return self.redact.feed(delta) if self.redact is not None else delta
-
-    def flush(self) -> str:
-        if self.flag is not None:
-            self.flag.flush()
-        return self.redact.flush() if self.redact is not None else ""
 
 
 class ResponseScreen:
@@ -65,8 +67,8 @@ class ResponseScreen:
         self.endpoint = endpoint
         self._redacting = [g for g, action in guards if action is Action.REDACT]
         self._flagging = [g for g, action in guards if action is Action.FLAG]
-        self._texts: dict[Hashable, _Text] = {}
-        self._closed: list[_Text] = []
+        self._texts: dict[Hashable, StreamedText] = {}
+        self._closed: list[StreamedText] = []
         self._splitter = EventSplitter()
         self._template: dict[str, Any] = {}  # the last chat chunk's envelope
         self._sequence_shift = 0  # Responses events inserted so far
@@ -83,30 +85,44 @@ class ResponseScreen:
         if not isinstance(parsed, dict):
             return body
         found: Found = {}
-        changed = self._redact_texts(parsed, found)
+        changed = self._redact_slots(response_texts(self.endpoint, parsed), found)
         self._whole = [decision(name, action, "response", f) for (name, action), f in found.items()]
         return orjson.dumps(parsed) if changed else body
 
-    def _redact_texts(self, body: dict[str, Any], found: Found | None) -> bool:
-        """Redact (and, when ``found`` is given, count and flag) every text of a whole
-        answer in place; whether anything changed."""
+    async def whole_async(self, body: bytes) -> bytes:
+        """``whole``, in a worker thread for an answer larger than ``THREAD_BYTES``."""
+        if len(body) > THREAD_BYTES:
+            return await asyncio.to_thread(self.whole, body)
+        return self.whole(body)
+
+    def _redact_slots(self, slots: list[TextSlot], found: Found | None) -> bool:
+        """Redact (and, when ``found`` is given, count and flag) the slots in place;
+        whether anything changed."""
+        counting = found is not None and bool(self._flagging)
+        if not slots or not (self._redacting or counting):
+            return False
+        texts = [slot.get() for slot in slots]
+        if found is not None:
+            for guard in self._flagging:
+                for hits in guard.scan_all(texts):
+                    found.setdefault((guard.name, Action.FLAG), []).extend(hits)
+        scans = [guard.scan_all(texts) for guard in self._redacting]
         changed = False
-        for slot in response_texts(self.endpoint, body):
-            text = slot.get()
-            if found is not None:
-                for guard in self._flagging:
-                    for hit in guard.scan(text):
-                        found.setdefault((guard.name, Action.FLAG), []).append(hit)
-            if not self._redacting:
+        for i, slot in enumerate(slots):
+            chosen = resolve(hit for scan in scans for hit in scan[i])
+            if not chosen:
                 continue
-            chosen = resolve(f for guard in self._redacting for f in guard.scan(text))
-            if chosen:
-                if found is not None:
-                    for hit in chosen:
-                        found.setdefault((hit.guard, Action.REDACT), []).append(hit)
-                slot.set(redact(text, chosen, self._redacting))
-                changed = True
+            if found is not None:
+                for hit in chosen:
+                    found.setdefault((hit.guard, Action.REDACT), []).append(hit)
+            slot.set(redact(texts[i], chosen, self._redacting))
+            changed = True
         return changed
+
+    def _redact_in(self, holder: dict[str, Any], field: str) -> bool:
+        """Redact what the model wrote in ``holder[field]``, a piece of the answer that an
+        event carries whole."""
+        return bool(self._redacting) and self._redact_slots(answer_texts(holder, field), None)
 
     # -- streams ----------------------------------------------------------------------
 
@@ -124,14 +140,11 @@ class ResponseScreen:
         out = [rest] if rest else []
         if self.endpoint in (Endpoint.CHAT_COMPLETIONS, Endpoint.COMPLETIONS):
             return out + self._chat_rest()
-        for key in list(self._texts):
-            text = self._finish(key)
-            if not text:
-                continue
-            if self.endpoint is Endpoint.MESSAGES and isinstance(key, int):
-                out.append(_message_text(key, text))
-            elif isinstance(key, tuple):
-                out.append(self._responses_delta(dict(zip(_RESPONSES_KEY, key, strict=True)), text))
+        for name in list(self._texts):
+            text = self._texts[name]
+            held = self._finish(name)
+            if held:
+                out.append(self._release(text, held, None))
         return out
 
     def decisions(self) -> list[Decision]:
@@ -145,21 +158,30 @@ class ResponseScreen:
                     found.setdefault((finding.guard, action), []).append(finding)
         return [decision(name, action, "response", f) for (name, action), f in found.items()]
 
-    def _text(self, key: Hashable) -> _Text:
-        text = self._texts.get(key)
+    def _feed(
+        self, holder: dict[str, Any], field: str, name: Hashable, kind: str, where: dict[str, Any]
+    ) -> bool:
+        """Feed ``holder[field]`` (a delta) to its text; whether the delta changed."""
+        text = self._texts.get(name)
         if text is None:
-            text = self._texts[key] = _Text(self._redacting, self._flagging)
-        return text
+            text = StreamedText(self._redacting, self._flagging, kind, where)
+            self._texts[name] = text
+        delta = holder[field]
+        new = text.feed(delta)
+        if new == delta:
+            return False
+        holder[field] = new
+        return True
 
-    def _finish(self, key: Hashable) -> str:
-        text = self._texts.pop(key, None)
+    def _finish(self, name: Hashable) -> str:
+        text = self._texts.pop(name, None)
         if text is None:
             return ""
         self._closed.append(text)
         return text.flush()
 
     def _event(self, event: bytes) -> list[bytes]:
-        name, data = _parse(event)
+        name, data = parse(event)
         if data is None:
             return [event]
         if data == _DONE:
@@ -178,137 +200,186 @@ class ResponseScreen:
             return self._responses(event, name, obj)
         return [event]
 
+    # -- OpenAI chat and completions ----------------------------------------------------
+
     def _chat(self, event: bytes, name: bytes | None, obj: dict[str, Any]) -> list[bytes]:
         choices = obj.get("choices")
         if not isinstance(choices, list):
             return [event]
         self._template = {k: obj[k] for k in ("id", "object", "created", "model") if k in obj}
-        field = "content" if self.endpoint is Endpoint.CHAT_COMPLETIONS else "text"
         changed = False
         for choice in choices:
-            if not isinstance(choice, dict) or not isinstance(choice.get("index"), int):
+            if not isinstance(choice, dict):
                 continue
-            index = choice["index"]
-            holder = choice.get("delta") if field == "content" else choice
-            if not isinstance(holder, dict):
-                holder = None
-            if holder is not None and isinstance(holder.get(field), str):
-                new = self._text(index).feed(holder[field])
-                changed = changed or new != holder[field]
-                holder[field] = new
+            index = choice.get("index", 0)
+            if self.endpoint is Endpoint.COMPLETIONS:
+                if isinstance(choice.get("text"), str):
+                    changed |= self._feed(choice, "text", (key(index), "text"), "text", {})
+            elif isinstance(choice.get("delta"), dict):
+                changed |= self._chat_delta(index, choice["delta"])
             if choice.get("finish_reason") is not None:
-                rest = self._finish(index)
-                if rest:
-                    if holder is None:
-                        holder = choice["delta"] = {}
-                    holder[field] = (holder.get(field) or "") + rest
-                    changed = True
-        return [_render(name, obj)] if changed else [event]
+                changed |= self._chat_finish(choice, index)
+        return [render(name, obj)] if changed else [event]
+
+    def _chat_delta(self, index: Any, delta: dict[str, Any]) -> bool:
+        choice = key(index)
+        changed = False
+        for field in CHAT_FIELDS:
+            if isinstance(delta.get(field), str):
+                changed |= self._feed(delta, field, (choice, field), field, {})
+        calls = delta.get("tool_calls")
+        for j, call in enumerate(calls if isinstance(calls, list) else ()):
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                tool = call.get("index", j)
+                called = (choice, "tool_calls", key(tool))
+                changed |= self._feed(function, "arguments", called, "tool_calls", {"index": tool})
+        function = delta.get("function_call")
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            legacy = (choice, "function_call")
+            changed |= self._feed(function, "arguments", legacy, "function_call", {})
+        return changed
+
+    def _chat_finish(self, choice: dict[str, Any], index: Any) -> bool:
+        """Release the held texts of a finished choice into its last chunk."""
+        changed = False
+        for name in [n for n in self._texts if isinstance(n, tuple) and n[0] == key(index)]:
+            text = self._texts[name]
+            rest = self._finish(name)
+            if not rest:
+                continue
+            if self.endpoint is Endpoint.COMPLETIONS:
+                holder = choice
+            elif isinstance(choice.get("delta"), dict):
+                holder = choice["delta"]
+            else:
+                holder = choice["delta"] = {}
+            _put(holder, text, rest)
+            changed = True
+        return changed
 
     def _chat_rest(self) -> list[bytes]:
         """Text still held at ``[DONE]`` (no finish_reason came): one chunk per choice."""
+        rests: dict[Hashable, tuple[Any, dict[str, Any]]] = {}
+        for name in list(self._texts):
+            text = self._texts[name]
+            rest = self._finish(name)
+            if rest and isinstance(name, tuple):
+                index, holder = rests.setdefault(name[0], (_index(name[0]), {}))
+                _put(holder, text, rest)
         out = []
-        for key in list(self._texts):
-            rest = self._finish(key)
-            if rest and isinstance(key, int):
-                if self.endpoint is Endpoint.CHAT_COMPLETIONS:
-                    choice: dict[str, Any] = {"index": key, "delta": {"content": rest}}
-                else:
-                    choice = {"index": key, "text": rest}
-                choice["finish_reason"] = None
-                out.append(_render(None, {**self._template, "choices": [choice]}))
+        for index, holder in rests.values():
+            if self.endpoint is Endpoint.CHAT_COMPLETIONS:
+                choice: dict[str, Any] = {"index": index, "delta": holder}
+            else:
+                choice = {"index": index, **holder}
+            choice["finish_reason"] = None
+            out.append(render(None, {**self._template, "choices": [choice]}))
         return out
+
+    # -- Anthropic Messages -------------------------------------------------------------
 
     def _messages(self, event: bytes, name: bytes | None, obj: dict[str, Any]) -> list[bytes]:
         kind = obj.get("type")
-        index = obj.get("index")
-        if kind == "content_block_delta" and isinstance(index, int):
+        index = obj.get("index", 0)
+        if kind == "content_block_delta":
             delta = obj.get("delta")
-            if isinstance(delta, dict) and delta.get("type") == "text_delta":
-                text = delta.get("text")
-                if isinstance(text, str):
-                    new = self._text(index).feed(text)
-                    if new != text:
-                        delta["text"] = new
-                        return [_render(name, obj)]
+            if not isinstance(delta, dict):
+                return [event]
+            kind = delta.get("type")
+            field = MESSAGE_DELTAS.get(kind) if isinstance(kind, str) else None
+            if field is not None and isinstance(delta.get(field), str):
+                assert isinstance(kind, str)
+                changed = self._feed(delta, field, key(index), kind, {"index": index})
+            else:  # citations and deltas of new kinds: what they carry, whole
+                changed = self._redact_in(obj, "delta")
+        elif kind == "content_block_stop":
+            text = self._texts.get(key(index))
+            rest = self._finish(key(index))
+            return [self._release(text, rest, None), event] if text and rest else [event]
+        elif kind == "content_block_start":
+            changed = self._redact_in(obj, "content_block")
+        elif kind == "message_start" and isinstance(obj.get("message"), dict):
+            changed = self._redact_in(obj["message"], "content")
+        else:
             return [event]
-        if kind == "content_block_stop" and isinstance(index, int):
-            rest = self._finish(index)
-            return [_message_text(index, rest), event] if rest else [event]
-        return [event]
+        return [render(name, obj)] if changed else [event]
+
+    # -- OpenAI Responses ---------------------------------------------------------------
 
     def _responses(self, event: bytes, name: bytes | None, obj: dict[str, Any]) -> list[bytes]:
         kind = obj.get("type")
+        family, _, phase = (
+            kind.removeprefix("response.").rpartition(".")
+            if isinstance(kind, str)
+            else ("", "", "")
+        )
+        spec = RESPONSES_TEXTS.get(family)
         out: list[bytes] = []
         changed = False
-        if kind == "response.output_text.delta" and isinstance(obj.get("delta"), str):
-            new = self._text(_responses_key(obj)).feed(obj["delta"])
-            changed = new != obj["delta"]
-            obj["delta"] = new
-        elif kind == "response.output_text.done":
-            rest = self._finish(_responses_key(obj))
-            if rest:
-                out.append(self._responses_delta(obj, rest))
-            changed = self._redact_field(obj, "text") or bool(rest)
-        elif kind == "response.content_part.done" and isinstance(obj.get("part"), dict):
-            changed = self._redact_field(obj["part"], "text")
-        elif kind == "response.output_item.done" and isinstance(obj.get("item"), dict):
-            changed = self._redact_texts({"output": [obj["item"]]}, None)
+        if spec is not None and phase in ("delta", "done"):
+            field, ids = spec
+            text_name = (family, *(key(obj.get(k)) for k in ids))
+            if phase == "delta":
+                if isinstance(obj.get("delta"), str):
+                    where = {k: obj[k] for k in ids if k in obj}
+                    changed = self._feed(obj, "delta", text_name, family, where)
+            else:
+                text = self._texts.get(text_name)
+                rest = self._finish(text_name)
+                if text is not None and rest:
+                    out.append(self._release(text, rest, obj))
+                changed = self._redact_in(obj, field) or bool(rest)
+        elif isinstance(kind, str) and kind in _RESPONSES_PIECES:
+            changed = self._redact_in(obj, _RESPONSES_PIECES[kind])
         elif isinstance(obj.get("response"), dict):  # created, completed, incomplete, ...
-            changed = self._redact_texts(obj["response"], None)
+            changed = self._redact_in(obj["response"], "output")
         if self._sequence_shift and isinstance(obj.get("sequence_number"), int):
             obj["sequence_number"] += self._sequence_shift
             changed = True
-        out.append(_render(name, obj) if changed else event)
+        out.append(render(name, obj) if changed else event)
         return out
 
-    def _responses_delta(self, where: dict[str, Any], text: str) -> bytes:
-        """One more ``output_text.delta`` (held text released), numbered in sequence:
-        later events' numbers move up by one."""
-        extra: dict[str, Any] = {"type": "response.output_text.delta"}
-        extra.update({k: where[k] for k in _RESPONSES_KEY if where.get(k) is not None})
-        extra.update(delta=text, logprobs=[])
-        if isinstance(where.get("sequence_number"), int):
-            extra["sequence_number"] = where["sequence_number"] + self._sequence_shift
+    def _release(self, text: StreamedText, rest: str, at: dict[str, Any] | None) -> bytes:
+        """One more delta event with a text's held rest. A Responses one is numbered in
+        sequence before the event ``at`` (whose number, and later ones, move up by one)."""
+        if self.endpoint is Endpoint.MESSAGES:
+            delta = {"type": text.kind, MESSAGE_DELTAS[text.kind]: rest}
+            extra = {"type": "content_block_delta", **text.where, "delta": delta}
+            return render(b"content_block_delta", extra)
+        kind = f"response.{text.kind}.delta"
+        extra = {"type": kind, **text.where, "delta": rest}
+        if text.kind == "output_text":
+            extra["logprobs"] = []
+        if at is not None and isinstance(at.get("sequence_number"), int):
+            extra["sequence_number"] = at["sequence_number"] + self._sequence_shift
             self._sequence_shift += 1
-        return _render(b"response.output_text.delta", extra)
-
-    def _redact_field(self, holder: dict[str, Any], field: str) -> bool:
-        text = holder.get(field)
-        if not isinstance(text, str) or not self._redacting:
-            return False
-        hits = [f for guard in self._redacting for f in guard.scan(text)]
-        if not hits:
-            return False
-        holder[field] = redact(text, resolve(hits), self._redacting)
-        return True
+        return render(kind.encode(), extra)
 
 
-def _responses_key(obj: dict[str, Any]) -> Hashable:
-    return tuple(obj.get(k) for k in _RESPONSES_KEY)
+def _put(holder: dict[str, Any], text: StreamedText, rest: str) -> None:
+    """Append a chat text's held rest to a choice's delta (or completion choice)."""
+    if text.kind == "tool_calls":
+        calls = holder.get("tool_calls")
+        if not isinstance(calls, list):
+            calls = holder["tool_calls"] = []
+        index = text.where["index"]
+        call = next((c for c in calls if isinstance(c, dict) and c.get("index") == index), None)
+        if call is None:
+            call = {"index": index}
+            calls.append(call)
+        holder = call
+    if text.kind in ("tool_calls", "function_call"):
+        function = holder.get("function" if text.kind == "tool_calls" else "function_call")
+        if not isinstance(function, dict):
+            function = holder["function" if text.kind == "tool_calls" else "function_call"] = {}
+        holder, field = function, "arguments"
+    else:
+        field = text.kind
+    before = holder.get(field)
+    holder[field] = (before if isinstance(before, str) else "") + rest
 
 
-def _message_text(index: int, text: str) -> bytes:
-    delta = {
-        "type": "content_block_delta",
-        "index": index,
-        "delta": {"type": "text_delta", "text": text},
-    }
-    return _render(b"content_block_delta", delta)
-
-
-def _parse(event: bytes) -> tuple[bytes | None, bytes | None]:
-    """An event's name and data (data lines joined), or (None, None) without data."""
-    name: bytes | None = None
-    data: list[bytes] = []
-    for line in event.splitlines():
-        if line.startswith(b"data:"):
-            data.append(line[5:].removeprefix(b" "))
-        elif line.startswith(b"event:"):
-            name = line[6:].strip()
-    return name, b"\n".join(data) if data else None
-
-
-def _render(name: bytes | None, obj: dict[str, Any]) -> bytes:
-    head = b"event: " + name + b"\n" if name else b""
-    return head + b"data: " + orjson.dumps(obj) + b"\n\n"
+def _index(choice: Hashable) -> Any:
+    """A choice's index as it came (``key`` turned an object or list into JSON)."""
+    return orjson.loads(choice) if isinstance(choice, bytes) else choice

@@ -210,11 +210,10 @@ RULES = (
 )
 # After a secret-sounding name: an assignment (= : := =>) and a value of 8-1024 value
 # characters. The pattern reads the first eight; the rest of the value is the run of value
-# characters that follows, up to 1024 in all (``_value_end``).
+# characters that follows, up to 1024 in all (``_VALUE_RUN``).
 _VALUE = r"[^\s\"'`,;()\[\]{}<>]"
-_ASSIGNED = re.compile(
-    r"[\w.-]{0,32}?[\"'`]?\s{0,4}(?::=|=>|=|:)\s{0,4}[\"'`]?(" + _VALUE + "{8})"
-)
+_ASSIGNMENT = r"[\w.-]{0,32}?[\"'`]?\s{0,4}(?::=|=>|=|:)\s{0,4}[\"'`]?"
+_ASSIGNED = re.compile(f"{_ASSIGNMENT}({_VALUE}{{8}})")
 _VALUE_RUN = re.compile(_VALUE + "*")
 _LONGEST_VALUE = 1024
 _IDENTIFIER = re.compile(r"[A-Za-z_][\w.]*")
