@@ -9,21 +9,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.engine import create_engine, is_sqlite, sessions, sqlite_path
 from tollway.store.epoch import EpochReader, SqlEpochReader, SqliteEpochReader
+from tollway.store.failures import StoreFailures
 from tollway.store.migrate import upgrade
+from tollway.store.pool import DatabasePool
 
 
 class Database:
     """One per app: built from a URL, closed at shutdown."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool: DatabasePool | None = None) -> None:
         self.url = url
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, pool)
         self._sessions = sessions(self.engine)
         path = sqlite_path(url) if is_sqlite(url) else None
         self.sqlite_file = path
         self.epoch: EpochReader = (
             SqliteEpochReader(path) if path is not None else SqlEpochReader(self.engine)
         )
+        # Components that handle a failure of this database (or of Redis) report it here.
+        self.failures = StoreFailures()
 
     async def migrate(self) -> str | None:
         """Apply pending migrations; returns the current revision."""

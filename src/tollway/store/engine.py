@@ -9,6 +9,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from tollway.store.pool import DatabasePool, engine_options
+
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "postgresql": "postgresql+asyncpg",
@@ -50,8 +52,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``; creates the SQLite file's folder if needed."""
+def create_engine(url: str, pool: DatabasePool | None = None) -> AsyncEngine:
+    """An async engine for ``url`` (PostgreSQL: with ``pool``'s connections); creates the
+    SQLite file's folder if needed."""
     if is_sqlite(url):
         path = sqlite_path(url)
         if path is not None:
@@ -62,16 +65,7 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(async_url(url))
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    # Short connect and command timeouts: an unreachable or hung database must turn into
-    # a clear 503 (or a journaled record waiting) within seconds, not a hung request.
-    return create_async_engine(
-        async_url(url),
-        pool_size=10,
-        max_overflow=20,
-        pool_pre_ping=True,
-        pool_timeout=5,
-        connect_args={"timeout": 5, "command_timeout": 30},
-    )
+    return create_async_engine(async_url(url), **engine_options(pool or DatabasePool()))
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker[Any]:
