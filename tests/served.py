@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -45,11 +46,19 @@ class ServedGateway:
     workers: int = 1
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    ca_file: Path | None = None  # set when the config serves TLS: the certificate to trust
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http://127.0.0.1:<port>`` (``https://`` with ``ca_file``)."""
+        scheme = "https" if self.ca_file is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What an httpx client passes as ``verify`` to trust this gateway."""
+        if self.ca_file is None:
+            return True
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     @property
     def log_path(self) -> Path:
@@ -90,7 +99,7 @@ class ServedGateway:
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=2.0, verify=self.verify()) as client:
             while True:
                 if self.process.poll() is not None:
                     self.process = None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,6 @@ from tollway.asgi import Message, Receive, Scope, Send
 from tollway.auth.directory import KeyDirectory
 from tollway.dialects.endpoints import Endpoint
 from tollway.errors import ServiceUnavailable, TollwayError
-from tollway.pipeline import Pipeline
 from tollway.sse import EventSplitter
 from tollway.switches import SwitchBoard
 from tollway.translate.base import event_json
@@ -44,6 +44,8 @@ from tollway.translate.responses_to_openai_response import base_response, new_id
 log = logging.getLogger("tollway.responses_socket")
 PATH = "/v1/responses"
 _CLOSE_POLICY = 1008  # the WebSocket close code for "policy violation"
+# Runs one proxy call (the pipeline of the config in force: live.Live.handle).
+Handle = Callable[[Endpoint, Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass
@@ -58,9 +60,9 @@ class ResponsesSocket:
     """Serves Responses requests arriving over one WebSocket connection each."""
 
     def __init__(
-        self, pipeline: Pipeline, directory: KeyDirectory, switches: SwitchBoard, max_body: int
+        self, handle: Handle, directory: KeyDirectory, switches: SwitchBoard, max_body: int
     ) -> None:
-        self._pipeline = pipeline
+        self._handle = handle
         self._directory = directory
         self._switches = switches
         self._max_body = max_body
@@ -201,7 +203,7 @@ class ResponsesSocket:
                     return {"type": "http.disconnect"}
                 pending.append(message)  # a message sent early: served next
 
-        await self._pipeline.handle(Endpoint.RESPONSES, http_scope, http_receive, relay.send)
+        await self._handle(Endpoint.RESPONSES, http_scope, http_receive, relay.send)
         await relay.close()
         if relay.completed is not None:
             output = relay.completed.get("output")

@@ -7,7 +7,7 @@ This is the only module that reads the process environment. Precedence, highest 
 With no file at all, providers come from the standard variables that are set
 (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``). The standard OpenTelemetry variables
 (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``, ...) fill in what the file's
-``telemetry`` section leaves unset.
+``telemetry`` section leaves unset (``config_otel.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import yaml
 from pydantic import (
@@ -40,9 +39,12 @@ from tollway.config import (
     Timeouts,
     flatten_groups,
 )
+from tollway.config_otel import telemetry_from_environ
 from tollway.config_policies import CacheConfig, check_guards
 from tollway.config_retention import RetentionConfig
+from tollway.config_serving import TlsConfig
 from tollway.events.config import EventsConfig
+from tollway.store.pool import DatabasePool
 from tollway.telemetry.metrics_config import MetricsConfig
 from tollway.ui.config import UiConfig
 
@@ -85,11 +87,31 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Path(".tollway")
     database_url: str | None = None
+    database_pool: DatabasePool = Field(
+        default_factory=DatabasePool,
+        description="PostgreSQL connections per worker process (size, max_overflow, timeout) "
+        "and prepared_statements: false behind PgBouncer in transaction pooling mode.",
+    )
     redis_url: str | None = None
     redis_prefix: str = Field("tollway:", description="Prefix of every Redis key Tollway uses.")
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     workers: int = Field(1, ge=1)
+    tls: TlsConfig | None = Field(None, description="Serve HTTPS: {cert_file, key_file}.")
+    shutdown_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=86_400,
+        description="On SIGTERM, how long calls and streams in flight may run to their end "
+        "before they are cut (and still metered).",
+    )
+    config_watch_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="How often the config file is checked for changes to reload (0: only "
+        "on SIGHUP).",
+    )
     max_body_bytes: int = Field(32 * MIB, ge=1024)
     body_timeout: float = Field(
         30.0, gt=0, description="Seconds a client may take to send its whole request body."
@@ -327,57 +349,6 @@ def _providers_from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     return {"providers": providers, "models": models} if providers else {}
 
 
-def _telemetry_from_environ(section: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """The file's ``telemetry`` section, with what it leaves unset taken from the standard
-    OpenTelemetry variables
-    (https://opentelemetry.io/docs/specs/otel/protocol/exporter/#configuration-options)."""
-    out = dict(section)
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        out["enabled"] = False
-    traces = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if "otlp_endpoint" not in out and "otlp_traces_endpoint" not in out and (traces or base):
-        for variable in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-            protocol = environ.get(variable, "").strip()
-            if protocol and protocol != "http/protobuf":
-                raise ConfigError(
-                    f"{variable}: Tollway exports traces over http/protobuf only, not "
-                    f"{protocol[:40]!r}; point the endpoint at the collector's OTLP/HTTP "
-                    "port (4318)"
-                )
-            if protocol:
-                break
-        out["otlp_traces_endpoint" if traces else "otlp_endpoint"] = traces or base
-    resource = _otel_pairs(environ, "OTEL_RESOURCE_ATTRIBUTES")
-    if isinstance(out.get("resource_attributes", {}), dict):
-        out["resource_attributes"] = {**resource, **out.get("resource_attributes", {})}
-    # OTEL_SERVICE_NAME wins over a service.name among the resource attributes.
-    name = environ.get("OTEL_SERVICE_NAME") or resource.get("service.name")
-    if name and "service_name" not in out:
-        out["service_name"] = name
-    if isinstance(out.get("headers", {}), dict):
-        headers = {
-            **_otel_pairs(environ, "OTEL_EXPORTER_OTLP_HEADERS"),
-            **_otel_pairs(environ, "OTEL_EXPORTER_OTLP_TRACES_HEADERS"),
-        }
-        out["headers"] = {**headers, **out.get("headers", {})}
-    return {key: value for key, value in out.items() if value != {}}
-
-
-def _otel_pairs(environ: Mapping[str, str], variable: str) -> dict[str, str]:
-    """``key1=value1,key2=value2`` (percent-encoded), the OpenTelemetry list format."""
-    pairs: dict[str, str] = {}
-    for item in environ.get(variable, "").split(","):
-        if not item.strip():
-            continue
-        key, equals, value = item.partition("=")
-        if not equals or not key.strip():
-            # The value is not shown: it may be a collector's token.
-            raise ConfigError(f"{variable}: give key=value pairs separated by commas")
-        pairs[unquote(key.strip())] = unquote(value.strip())
-    return pairs
-
-
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -390,6 +361,12 @@ def _describe(error: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(lines)
 
 
+def config_file(explicit: Path | None = None) -> Path | None:
+    """The config file settings are read from: ``explicit``, ``TOLLWAY_CONFIG``, or
+    ``./tollway.yaml`` when present; None when there is none."""
+    return _config_path(explicit, os.environ)
+
+
 def load_settings(
     config_path: Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> Settings:
@@ -397,7 +374,10 @@ def load_settings(
     path = _config_path(config_path, os.environ)
     data = _read_yaml(path, os.environ) if path is not None else _providers_from_environ(os.environ)
     if isinstance(data.get("telemetry", {}), dict):
-        telemetry = _telemetry_from_environ(data.get("telemetry", {}), os.environ)
+        try:
+            telemetry = telemetry_from_environ(data.get("telemetry", {}), os.environ)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         data.update({"telemetry": telemetry} if telemetry else {})
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
