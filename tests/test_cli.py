@@ -213,8 +213,12 @@ def test_first_start_serves_logs_and_stops_on_sigterm(
 
     assert served.terminate() == 0
 
-    # One JSON line per proxied request, with what operators need and nothing secret.
-    lines = {line["request_id"]: line for line in served.access_lines()}
+    # One JSON line per request (health checks, the harness's readiness polls included, and
+    # the three proxied calls), with what operators need and nothing secret.
+    every = served.access_lines()
+    health = [line for line in every if str(line.get("path")).startswith("/health/")]
+    assert {line["path"] for line in health} == {"/health/live", "/health/ready"}, every
+    lines = {line["request_id"]: line for line in every if line not in health}
     assert len(lines) == 3, served.stderr
     ok = lines[response.headers["x-request-id"]]
     assert ok["model"] == GPT
