@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 
 from tollway.asgi import (
     JSON_CONTENT_TYPE,
-    SSE_HEADERS,
     ClientDisconnected,
     RawHeaders,
     Receive,
@@ -43,8 +42,8 @@ from tollway.asgi import (
     tracking,
 )
 from tollway.auth.directory import KeyDirectory
-from tollway.cache.entry import STREAMED
-from tollway.cache.service import CACHE_HEADER, ResponseCache
+from tollway.cache.service import ResponseCache
+from tollway.cache.stages import CacheStages
 from tollway.call import CallRecord
 from tollway.capture import Capture
 from tollway.config import RetryConfig
@@ -61,12 +60,12 @@ from tollway.errors import (
     ServiceUnavailable,
     TollwayError,
 )
-from tollway.forward import Forwarder, cost_header
+from tollway.forward import Forwarder
 from tollway.guards.response import SCREENED, ResponseScreen
-from tollway.guards.runner import Guards
+from tollway.guards.runner import GuardBlocked, Guards
 from tollway.metering.meter import Meter
 from tollway.metering.records import utc_iso
-from tollway.relay import send_whole, until_disconnect
+from tollway.relay import until_disconnect
 from tollway.routing.router import Router
 from tollway.switches import SwitchBoard
 from tollway.telemetry.logs import ACCESS_LOGGER
@@ -103,7 +102,7 @@ class Pipeline:
         self._meter = meter
         self._switches = switches
         self._guards = guards
-        self._cache = cache
+        self._cached = CacheStages(cache, self.record_spend) if cache is not None else None
         self._cors = cors
         self._observer = observer
         self._forwarder = Forwarder(router, meter, retry, translations, self.record_spend, observer)
@@ -220,69 +219,27 @@ class Pipeline:
 
     async def guard_request(self, record: CallRecord) -> None:
         """The guards that apply to this caller screen the request: a block ends the
-        call (GuardBlocked), a redaction rewrites the payload that will be forwarded."""
+        call (GuardBlocked, its decisions kept in the record), a redaction rewrites the
+        payload that will be forwarded. A large body is screened in a worker thread."""
         assert record.principal is not None and record.payload is not None
         guards = record.guards = self._guards.for_call(record.principal)
         if guards is None:
             return
-        record.decisions.extend(guards.screen(record.endpoint.value, record.payload))
+        try:
+            decisions = await guards.check(record.endpoint.value, record.payload, len(record.body))
+        except GuardBlocked as blocked:
+            record.decisions.extend(blocked.decisions)
+            raise
+        record.decisions.extend(decisions)
         if guards.response and record.endpoint in SCREENED:
             record.screen = ResponseScreen(record.endpoint, guards.response)
 
     async def cache_lookup(self, record: CallRecord) -> bool | None:
-        """Answer from the cache when this tenant already has this exact answer."""
-        cache = self._cache
-        if cache is None or record.endpoint is Endpoint.COUNT_TOKENS:
-            return None
-        assert record.principal is not None and record.payload is not None
-        assert record.plan is not None and record.info is not None
-        off = record.plan.switched_off()
-        if off and len(off) == len(record.plan.deployments):
-            return None  # switched off: the call is refused, not answered from memory
-        plan = record.cache = cache.plan(
-            record.principal,
-            record.endpoint,
-            record.payload,
-            record.headers,
-            record.plan.config.cache_ttl,
-        )
-        if plan is None:
-            return None
-        entry = await cache.lookup(plan)
-        if entry is not None:
-            try:
-                if record.stream and entry.endpoint in STREAMED:
-                    events = entry.stream(record.payload)
-                    body = b""
-                else:
-                    events, body = [], entry.whole(record.payload)
-            except ValueError:
-                entry = None  # cannot be replayed for this request: a miss
-        if entry is None:
-            record.response_headers.append((CACHE_HEADER, b"miss"))
-            return None
-        record.cached = True
-        record.response_headers.append((CACHE_HEADER, b"hit"))
-        record.outcome.usage = entry.tokens.usage()
-        if record.screen is not None:
-            events = record.screen.events(events) + record.screen.close() if events else []
-            body = record.screen.whole(body) if body else body
-        record.status = entry.status
-        await self.record_spend(record)
-        headers = [*request_id_headers(record.endpoint.dialect, record.request_id)]
-        headers.append(cost_header(record.outcome))
-        assert record.send is not None
-        if events:
-            send = record.send
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers}
-            )
-            for event in events:
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        else:
-            await send_whole(record.send, entry.status, body, entry.content_type, headers)
-        return ANSWERED
+        """Answer from the cache when this tenant already has this exact answer
+        (cache/stages.py)."""
+        if self._cached is not None and await self._cached.lookup(record):
+            return ANSWERED
+        return None
 
     async def rate_limit(self, record: CallRecord) -> None:
         """The caller's rate limits (rpm, tpm, max_parallel), before anything answers."""
@@ -321,8 +278,8 @@ class Pipeline:
         assert record.admission is not None and record.info is not None
         assert record.receive is not None and record.send is not None
         send = record.send
-        if record.cache is not None and record.cache.store and self._cache is not None:
-            send = record.cache_recorder = self._cache.recorder(send)
+        if record.cache is not None and record.cache.store and self._cached is not None:
+            send = record.cache_recorder = self._cached.cache.recorder(send)
         chain, info, headers = record.admission.chain, record.info, record.headers
         await until_disconnect(
             record.receive,
@@ -332,18 +289,8 @@ class Pipeline:
 
     async def cache_store(self, record: CallRecord) -> None:
         """Keep the answer (delivered by now) for the next identical call."""
-        cache, plan, recorder = self._cache, record.cache, record.cache_recorder
-        if cache is None or plan is None or recorder is None:
-            return
-        outcome = record.outcome
-        if record.error or outcome.earlier:
-            return
-        usage = outcome.stream.usage if outcome.stream is not None else outcome.usage
-        if usage is None or usage.estimated or usage.problem:
-            return
-        await cache.keep(
-            plan, recorder, record.endpoint, usage, whole_only=record.output_limit_added
-        )
+        if self._cached is not None:
+            await self._cached.store(record)
 
     # -- after every call ---------------------------------------------------------------
 
