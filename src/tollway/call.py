@@ -10,7 +10,7 @@ from tollway.asgi import RawHeaders, Receive, ResponseState, Scope, Send
 from tollway.dialects.endpoints import Endpoint, RequestInfo
 from tollway.dialects.validate import Payload
 from tollway.errors import InternalError
-from tollway.metering.meter import Admission, Outcome
+from tollway.metering.outcome import Admission, Outcome
 
 # The request log keeps this much of a client's User-Agent header.
 USER_AGENT_CHARS = 300

@@ -31,7 +31,8 @@ from tollway.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from tollway.metering.meter import Meter, Outcome
+from tollway.metering.meter import Meter
+from tollway.metering.outcome import Outcome
 from tollway.providers.base import UpstreamCall
 from tollway.providers.transport import UpstreamResponse
 from tollway.relay import StreamOutcome, read_whole, send_stream, send_whole
@@ -237,7 +238,7 @@ class Forwarder:
             if translator is not None:
                 body = self._translate_body(translator, body, provider.name)
             if record.screen is not None:
-                body = record.screen.whole(body)
+                body = await record.screen.whole_async(body)
             await self._record_spend(record)
             ok = True
             response_headers.append(cost_header(record.outcome))

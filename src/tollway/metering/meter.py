@@ -14,9 +14,8 @@ settlement is retried in the background (``holds.py``).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from tollway.auth.credentials import Principal
 from tollway.dialects.endpoints import Endpoint, RequestInfo
@@ -25,61 +24,15 @@ from tollway.metering.budget import Budget, Reservation
 from tollway.metering.estimates import Estimator, input_bound
 from tollway.metering.holds import Holds
 from tollway.metering.limits import Limits, Ticket
+from tollway.metering.outcome import Admission, Outcome, RateLimiter
 from tollway.metering.prices import ModelPrice, PriceBook
 from tollway.metering.records import Recorder, utc_iso
-from tollway.metering.stream_meter import StreamMeter
 from tollway.metering.usage import Usage
 from tollway.routing.router import Plan, Route, Router
 
 log = logging.getLogger("tollway.metering")
 _FREE = frozenset({Endpoint.COUNT_TOKENS})
 USAGE_INVALID = "usage_invalid"
-
-
-class RateLimiter(Protocol):
-    """In-process or Redis rate limits."""
-
-    async def acquire(self, scopes: list[Limits]) -> Ticket:
-        """Admit or raise RateLimited."""
-
-    async def release(self, ticket: Ticket, tokens: int) -> None:
-        """Free the slot and count tokens."""
-
-
-@dataclass(slots=True)
-class Admission:
-    """What admission decided for one call."""
-
-    chain: list[Plan] = field(default_factory=list)
-    reservation: Reservation | None = None
-    ticket: Ticket | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What the call produced, filled in as it runs."""
-
-    usage: Usage | None = None
-    price: ModelPrice | None = None
-    stream: StreamMeter | None = None
-    cost: Decimal | None = None
-    priced: bool = True
-    journaled: bool = False
-    attempted: bool = False  # a request went upstream
-    disconnected: bool = False  # the client left before the answer was complete
-    flags: set[str] = field(default_factory=set)
-    cached: bool = False  # answered from the response cache: no upstream cost
-    record: dict[str, Any] | None = None  # the spend record, once journaled
-    # Usage of earlier attempts that failed after the upstream reported tokens.
-    earlier: list[tuple[Usage, ModelPrice | None]] = field(default_factory=list)
-
-    def set_aside(self) -> None:
-        """Keep a failed attempt's usage (it was billed) and start the next one clean."""
-        if self.usage is not None and self.usage.total_tokens and not self.usage.problem:
-            self.earlier.append((self.usage, self.price))
-        self.usage = None
-        self.stream = None
 
 
 def _budgets(principal: Principal) -> list[Budget]:
@@ -148,11 +101,12 @@ class Meter:
         self._limiter = limiter
         self.recorder = recorder
         self.estimate = estimator
-        self._router = router
+        self.router = router  # replaced on a config reload
         self._default_max_output = default_max_output
         self._limits_fail_open = limits_fail_open
         recorder.crash_cost = self.crash_cost
         recorder.recovered = holds.reclaim
+        self._failures = holds.failures = recorder.failures
 
     def price_of(self, route: Route) -> ModelPrice | None:
         """The route's price (config override first)."""
@@ -232,6 +186,7 @@ class Meter:
             raise
         except Exception:  # the edge: the ledger's store is down; fail closed
             log.warning("budget ledger unavailable", exc_info=True)
+            self._failures.report(self.ledger.store, "budget")
             raise ServiceUnavailable(
                 "Budgets cannot be checked right now; retry shortly.", code="budget_unavailable"
             ) from None
@@ -245,6 +200,7 @@ class Meter:
             raise
         except Exception:  # the edge: the limiter's store is down
             log.warning("rate limiter unavailable", exc_info=True)
+            self._failures.report(self._limiter.store, "rate_limit")
             if self._limits_fail_open:
                 return None
             raise ServiceUnavailable(
@@ -286,7 +242,7 @@ class Meter:
         if isinstance(reserved, int):
             return Decimal(reserved) / Decimal(1_000_000_000), True, input_tokens
         try:
-            route = self._router.resolve(str(intent.get("model"))).routes()[0]
+            route = self.router.resolve(str(intent.get("model"))).routes()[0]
         except TollwayError:
             return Decimal(0), False, input_tokens
         price = self.price_of(route)
@@ -383,6 +339,7 @@ class Meter:
                 await self._limiter.release(ticket, tokens)
             except Exception:  # the edge: counters expire on their own in the store
                 log.warning("releasing a rate-limit ticket failed", exc_info=True)
+                self._failures.report(self._limiter.store, "rate_limit_release")
 
     async def spent(self, budget: Budget) -> Decimal:
         """Current-period spend of a budget (recorded plus held)."""
