@@ -97,7 +97,7 @@ class GatewayServer:
             target=server.run, kwargs={"sockets": [sock]}, name="gateway", daemon=True
         )
         self._thread.start()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # generous for a loaded host; returns when up
         while not server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the gateway did not start")

@@ -70,8 +70,9 @@ class ServedGateway:
         """The SQLite file (when the config uses the default database)."""
         return self.data_dir / "tollway.db"
 
-    def start(self, timeout: float = 40.0) -> ServedGateway:
-        """Launch and wait until ``/health/ready`` answers 200.
+    def start(self, timeout: float = 120.0) -> ServedGateway:
+        """Launch and wait until ``/health/ready`` answers 200 (a start of several workers
+        on a busy 2-core host has taken over 60 s; a ready one returns at once).
 
         A free port can be taken by someone else before the server binds it: then the
         launch is retried on another port."""
