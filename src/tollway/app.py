@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -36,11 +37,14 @@ from tollway.edge import Edge
 from tollway.errors import NotFound, TollwayError
 from tollway.events.service import Events
 from tollway.guards.runner import Guards
+from tollway.live import Generation, Live, reusable_providers
 from tollway.metering.budget import Ledger
+from tollway.metering.compaction import Compaction
 from tollway.metering.estimates import Estimator
 from tollway.metering.holds import Holds
 from tollway.metering.limits import Limiter
-from tollway.metering.meter import Meter, RateLimiter
+from tollway.metering.meter import Meter
+from tollway.metering.outcome import RateLimiter
 from tollway.metering.prices import PriceBook
 from tollway.metering.records import Recorder
 from tollway.metering.redis_ledger import RedisLedger
@@ -53,12 +57,14 @@ from tollway.pipeline import Pipeline
 from tollway.plugins.registry import Plugins
 from tollway.providers.base import Provider
 from tollway.providers.registry import build_providers
+from tollway.reload import ConfigSource, Reloader, reloaded_settings
 from tollway.responses_socket import PATH as RESPONSES_SOCKET_PATH
 from tollway.responses_socket import ResponsesSocket
 from tollway.routing.router import Router
 from tollway.settings import Dialect, Settings
 from tollway.store.db import Database
 from tollway.store.migrate import MigrationError
+from tollway.store.redis_client import connect_redis
 from tollway.switches import SwitchBoard
 from tollway.telemetry.access import AccessLog
 from tollway.telemetry.metrics import MetricsObserver, build_metrics
@@ -71,27 +77,21 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = logging.getLogger("tollway.app")
-# Redis must answer fast or be treated as down: a hung Redis must not hang every call.
-REDIS_TIMEOUT_SECONDS = 2.0
 
 
 class Gateway:
     """The ASGI application: proxy routes on a lean path, the rest to FastAPI."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, source: ConfigSource | None = None) -> None:
+        self._settings = settings
         master_key, _ = ensure_master_key(settings)
         # Everything pluggable (providers, translators, strategies, guards, sinks, admin
         # routers) comes from entry points, the built-ins included.
         self.plugins = Plugins()
-        self.providers: dict[str, Provider] = build_providers(settings, self.plugins.provider)
         self.server_keys = ServerKeys.from_settings(settings)
-        self.db = Database(settings.database_path_url)
+        self.db = Database(settings.database_path_url, settings.database_pool)
         self.switches = SwitchBoard(self.db)
-        strategies = self.plugins.strategies({model.routing for model in settings.models})
-        self.router = Router(
-            settings.models, self.providers, settings.circuit, strategies, self.switches
-        )
+        providers, router = self._routing(settings, None)
         self.directory = KeyDirectory(
             self.db,
             self.server_keys,
@@ -101,44 +101,39 @@ class Gateway:
         )
         self.redis: Redis | None = None
         if settings.redis_url:
-            self.redis = _redis(settings.redis_url)
-        tokens = TokenCounter()
+            self.redis = connect_redis(settings.redis_url)
+        self._tokens = tokens = TokenCounter()
         self.recorder = Recorder(self.db, settings.data_dir)
         self.retention = Retention(self.db, settings.retention)
+        self.compaction = Compaction(self.db)  # running spend totals for reports
         self.meter = Meter(
             PriceBook(),
             Holds(self._ledger(self.recorder.instance)),
             self._limiter(),
             self.recorder,
             Estimator(tokens),
-            self.router,
+            router,
             settings.default_max_output_tokens,
             settings.rate_limits_fail_open,
         )
-        self.guards = Guards(self.plugins.guard, settings.guards, tokens)
         # Events go to a durable outbox and on to the configured sinks (events/).
         self.events = Events.from_settings(settings, self.plugins.sink, self.db, self.recorder)
         self.recorder.quarantine.listener = self.events.quarantined
         # Telemetry listens to the proxy through one interface (metrics, traces, events).
         self.observer = Observers([*self._observers(), self.events])
-        self.pipeline = Pipeline(
-            self.directory,
-            self.router,
-            self.meter,
-            settings.retry,
-            Translations(self.plugins.translators()),
-            self.switches,
-            self.guards,
-            ResponseCache(self._cache_store(), settings.cache),
-            Cors(self.db, self.directory),
-            self.observer,
-            settings.max_body_bytes,
-            settings.body_timeout,
-            settings.log.access,
-        )
-        self.catalog = Catalog(self.directory, self.router)
+        # Failed database and Redis operations, wherever they are handled, are counted.
+        self.db.failures.listener = self.observer.store_failed
+        self._translations = Translations(self.plugins.translators())
+        self._response_cache = ResponseCache(self._cache_store(), settings.cache)
+        self._cors = Cors(self.db, self.directory)
+        # Providers, routes, guards and the pipeline on them: one generation per config
+        # version, swapped on reload (live.py, reload.py).
+        self.live = Live(self._generation(settings, providers, router))
+        self.reloader: Reloader | None = None
+        if source is not None:
+            self.reloader = Reloader(source, self.reload, settings.config_watch_seconds)
         self.responses_socket = ResponsesSocket(
-            self.pipeline, self.directory, self.switches, settings.max_body_bytes
+            self.live.handle, self.directory, self.switches, settings.max_body_bytes
         )
         self.admin: FastAPI = build_admin_app(
             AdminContext(
@@ -146,7 +141,7 @@ class Gateway:
                 self.server_keys,
                 master_key.encode(),
                 self.recorder,
-                frozenset(self.providers),
+                frozenset(providers),
                 self.redis,
             ),
             self.plugins.admin_routers(),
@@ -157,35 +152,111 @@ class Gateway:
         # Everything but the proxy path gets its access-log line here (the proxy logs its own).
         self._others = AccessLog(Edge(self._route), settings.log.access)
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (those of the current generation)."""
+        return self.live.current.settings
+
+    @property
+    def providers(self) -> dict[str, Provider]:
+        """The current generation's providers."""
+        return self.live.current.providers
+
+    @property
+    def router(self) -> Router:
+        """The current generation's router."""
+        return self.live.current.router
+
+    @property
+    def guards(self) -> Guards:
+        """The current generation's guards."""
+        return self.live.current.guards
+
+    def _routing(
+        self, settings: Settings, previous: Generation | None
+    ) -> tuple[dict[str, Provider], Router]:
+        """Providers (unchanged ones carried over from ``previous``) and the router."""
+        kept = reusable_providers(previous, settings)
+        providers = build_providers(settings, self.plugins.provider, kept)
+        strategies = self.plugins.strategies({model.routing for model in settings.models})
+        return providers, Router(
+            settings.models, providers, settings.circuit, strategies, self.switches
+        )
+
+    def _generation(
+        self, settings: Settings, providers: dict[str, Provider], router: Router
+    ) -> Generation:
+        """What ``settings`` builds for the proxy path, on the gateway's shared parts."""
+        guards = Guards(self.plugins.guard, settings.guards, self._tokens)
+        pipeline = Pipeline(
+            self.directory,
+            router,
+            self.meter,
+            settings.retry,
+            self._translations,
+            self.switches,
+            guards,
+            self._response_cache,
+            self._cors,
+            self.observer,
+            settings.max_body_bytes,
+            settings.body_timeout,
+            settings.log.access,
+        )
+        catalog = Catalog(self.directory, router)
+        return Generation(settings, providers, router, guards, pipeline, catalog)
+
+    def reload(self, loaded: Settings) -> list[str]:
+        """New calls run on ``loaded``'s providers, models, routing and guards (calls in flight
+        keep theirs); returns the other settings it changes, which wait for a restart."""
+        settings, pending = reloaded_settings(self.settings, loaded)
+        providers: dict[str, Provider] = {}
+        try:
+            providers, router = self._routing(settings, self.live.current)
+            generation = self._generation(settings, providers, router)
+        except BaseException:
+            self.live.discard(providers)
+            raise
+        self.live.swap(generation)
+        self.meter.router = router
+        self.directory.use_groups(settings.model_groups)
+        self.admin.state.admin = replace(
+            self.admin.state.admin, provider_names=frozenset(providers)
+        )
+        return pending
+
     def _observers(self) -> list[Observer]:
         """The telemetry observers the settings ask for."""
         observers: list[Observer] = []
         self.metrics: MetricsObserver | None = None
-        if self.settings.metrics.enabled:
-            master_key, _ = ensure_master_key(self.settings)
+        if self._settings.metrics.enabled:
+            master_key, _ = ensure_master_key(self._settings)
             self.metrics = build_metrics(
-                self.settings, self.db, self.redis, self.recorder, self.server_keys, master_key
+                self._settings, self.db, self.redis, self.recorder, self.server_keys, master_key
             )
             observers.append(self.metrics)
-        if self.settings.telemetry.traces_url is not None:
+        if self._settings.telemetry.traces_url is not None:
             # Imported only when asked for: without tracing the OpenTelemetry SDK never loads.
             from tollway.telemetry.tracing import Tracing
 
-            observers.append(Tracing(self.settings.telemetry))
+            observers.append(Tracing(self._settings.telemetry))
         return observers
 
     def _cache_store(self) -> CacheStore:
-        config = self.settings.cache
+        config = self._settings.cache
         if config.backend == "redis" and self.redis is not None:
             return RedisCache(
-                self.redis, f"{self.settings.redis_prefix}cache:", config.max_entry_bytes
+                self.redis,
+                f"{self._settings.redis_prefix}cache:",
+                config.max_entry_bytes,
+                failures=self.db.failures,
             )
         return MemoryCache(config.max_bytes, config.max_entry_bytes)
 
     def _ledger(self, instance: str) -> Ledger:
         # Exact whatever shares the budget: every process on this database, or on Redis.
         if self.redis is not None:
-            return RedisLedger(self.db, self.redis, self.settings.redis_prefix, instance)
+            return RedisLedger(self.db, self.redis, self._settings.redis_prefix, instance)
         path = self.db.sqlite_file
         if path is not None:
             return SqliteLedger(path, instance)
@@ -193,11 +264,11 @@ class Gateway:
 
     def _limiter(self) -> RateLimiter:
         if self.redis is not None:
-            return RedisLimiter(self.redis, self.settings.redis_prefix)
-        if self.settings.workers > 1:
+            return RedisLimiter(self.redis, self._settings.redis_prefix)
+        if self._settings.workers > 1:
             log.warning(
                 "rate limits are counted per worker process; set redis_url to share them",
-                extra={"fields": {"workers": self.settings.workers}},
+                extra={"fields": {"workers": self._settings.workers}},
             )
         return Limiter()
 
@@ -207,7 +278,7 @@ class Gateway:
             endpoint = ENDPOINTS_BY_PATH.get(scope["path"])
             if endpoint is not None:
                 # The proxy path answers its own failures (it must record them too).
-                await self.pipeline.handle(endpoint, scope, receive, send)
+                await self.live.handle(endpoint, scope, receive, send)
             else:
                 await self._others(scope, receive, send)
         elif scope["type"] == "websocket":
@@ -222,7 +293,7 @@ class Gateway:
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if path == "/v1/models" or path.startswith("/v1/models/"):
-            await self.catalog.handle(scope, receive, send)
+            await self.live.current.catalog.handle(scope, receive, send)
         elif path == METRICS_PATH and self.metrics and self.metrics.endpoint.on_gateway_port:
             await self.metrics.endpoint.handle(scope, receive, send)
         elif path.startswith("/v1/"):
@@ -265,7 +336,10 @@ class Gateway:
                     await self.recorder.start()  # replays dead processes' journals first
                     self.meter.holds.start()
                     self.retention.start()
+                    self.compaction.start()
                     await self.observer.start()
+                    if self.reloader is not None:
+                        self.reloader.start()
                 except MigrationError as exc:
                     log.error("startup failed", extra={"fields": {"reason": str(exc)}})
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -277,40 +351,26 @@ class Gateway:
                 gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                # Calls cut at the deadline write their records before the journal closes.
+                await self.live.settle()
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def aclose(self) -> None:
         """Finish background writes and close connection pools."""
+        if self.reloader is not None:
+            await self.reloader.aclose()
         await self.directory.drain()
         await self.recorder.aclose()
         await self.retention.aclose()
+        await self.compaction.aclose()
         await self.meter.holds.aclose()
         await self.observer.aclose()
         if self.redis is not None:
             await self.redis.aclose()
-        for provider in self.providers.values():
-            await provider.aclose()
+        await self.live.aclose()
         await self.db.aclose()
-
-
-def _redis(url: str) -> Redis:
-    # Only deployments that share state load Redis.
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    # A pooled connection a restarted Redis closed fails on first use: reconnect and send
-    # again (the scripts are safe to repeat: a hold is keyed by its call).
-    return Redis.from_url(
-        url,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
-        retry_on_error=[RedisConnectionError],
-    )
 
 
 def _with_request_id(send: Send) -> Send:
@@ -324,6 +384,7 @@ def _with_request_id(send: Send) -> Send:
     return wrapped
 
 
-def create_app(settings: Settings) -> Gateway:
-    """Build the gateway for ``settings``."""
-    return Gateway(settings)
+def create_app(settings: Settings, source: ConfigSource | None = None) -> Gateway:
+    """Build the gateway for ``settings``; with ``source``, it reloads them from there on
+    SIGHUP and when the file changes."""
+    return Gateway(settings, source)

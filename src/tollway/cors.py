@@ -63,6 +63,7 @@ class Cors:
                 self._origins = await self._load()
             except Exception:  # the edge: keep the last set read; a preflight is no grant
                 log.warning("allowed origins unreadable; using the last ones", exc_info=True)
+                self._db.failures.report("database", "cors")
             else:
                 self._epoch = epochs.keys
         return origin in self._origins or "*" in self._origins

@@ -78,6 +78,7 @@ class SwitchBoard:
                     found = await switch_store.states(session)
             except Exception:  # the edge: keep serving on the last known state
                 log.warning("kill switches unreadable; keeping the last state", exc_info=True)
+                self._db.failures.report("database", "switches")
                 return
             self._install(found)
             self._epoch = epoch

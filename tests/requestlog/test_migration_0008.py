@@ -16,7 +16,9 @@ from tollway.store import spend
 from tollway.store.db import Database
 from tollway.store.migrate import HEAD_REVISION, head_revision
 
-NEW_TABLES = {"spend_rollups", "request_bodies"}
+NEW_TABLES = {"spend_rollups", "spend_metadata", "request_bodies"}
+# Metadata as 0007 stored it: JSON text, none, an empty object, JSON null.
+SETS = ['{"org": "acme"}', "{}", '{"org": "globex", "user": "u-1"}', '{"org": "acme"}', "null"]
 
 
 async def migrate(db: Database, revision: str, down: bool = False) -> None:
@@ -61,7 +63,7 @@ async def seed(db: Database) -> None:
                     "estimated, status, latency_ms, stream, cached, attempts, metadata) VALUES "
                     "(:rid, :ts, :key, 'proj_a', 'chat.completions', :model, :provider, 'up', "
                     ":tokens, 3, 0, 0, 0, :usd, :pico, :priced, false, :status, 1.5, false, false, "
-                    "1, '{}')"
+                    "1, :metadata)"
                 ),
                 {
                     "rid": f"req_{n}",
@@ -74,6 +76,7 @@ async def seed(db: Database) -> None:
                     "pico": n * 1_000_000_00,
                     "priced": n % 4 != 0,
                     "status": 200 if n % 6 else 502,
+                    "metadata": SETS[n % len(SETS)],
                 },
             )
 
@@ -96,7 +99,7 @@ async def test_0008_up_down_up_with_rows(database_url: str) -> None:
 
         # The rollups filled from the rows answer what the rows answer.
         since = datetime(2025, 2, 1, 3, 20, tzinfo=UTC)
-        for group_by in (None, "key", "model", "provider", "day", "endpoint"):
+        for group_by in (None, "key", "model", "provider", "day", "endpoint", "metadata.org"):
             for window in ({}, {"since": since}, {"until": since}):
                 from_cells = await report(db, group_by=group_by, **window)
                 async with db.reader() as session:
@@ -129,6 +132,12 @@ async def test_0008_up_down_up_with_rows(database_url: str) -> None:
         assert totals["requests"] == 30
         assert totals["unpriced_requests"] == 8
         assert totals["cost_usd"] == Decimal(sum(n * 1_000_000_00 for n in range(30))) / 10**12
+        by_org, _ = await report(db, group_by="metadata.org")
+        assert {row["group"]: row["requests"] for row in by_org} == {
+            "acme": 12,
+            "globex": 6,
+            None: 12,
+        }
 
         await migrate(db, "0007", down=True)
         tables, spend_columns, project_columns = await shape(db)

@@ -29,7 +29,14 @@ def people(rlgw: GatewayServer, fake_server: FakeUpstream, api: httpx.Client) ->
     other = new_key(api, project=tag, metadata={"user": "someone-else", "tag": tag})
     mine = [chat(rlgw.url, person["key"]).headers["x-request-id"] for _ in range(3)]
     theirs = [chat(rlgw.url, other["key"]).headers["x-request-id"] for _ in range(2)]
-    return {"project": project, "tag": tag, "person": person, "mine": mine, "theirs": theirs}
+    return {
+        "project": project,
+        "tag": tag,
+        "person": person,
+        "mine": mine,
+        "theirs": theirs,
+        "url": rlgw.url,
+    }
 
 
 def test_export_is_a_page_of_calls_with_bodies(people: dict[str, Any], api: httpx.Client) -> None:
@@ -57,10 +64,13 @@ def test_erasure_deletes_rows_and_bodies_and_keeps_totals(
 ) -> None:
     project = people["project"]["id"]
     before = ok(api.get("/spend", params={"project": project}))["totals"]
+    by_user = {"project": project, "group_by": "metadata.user"}
+    users = {g["group"]: g for g in ok(api.get("/spend", params=by_user))["groups"]}
+    assert set(users) == {PERSON, "someone-else"}
     key_before = ok(api.get(f"/keys/{people['person']['id']}"))["spend_usd"]
     subject = {"user": PERSON, "tag": people["tag"]}
     erased = ok(api.post("/subjects/erase", json={"metadata": subject}))
-    assert (erased["requests"], erased["bodies"]) == (3, 3)
+    assert (erased["requests"], erased["bodies"], erased["metadata_sets"]) == (3, 3, 1)
     for request_id in people["mine"]:
         assert api.get(f"/requests/{request_id}").status_code == 404
     for request_id in people["theirs"]:
@@ -69,14 +79,33 @@ def test_erasure_deletes_rows_and_bodies_and_keeps_totals(
     assert ok(api.get("/spend", params={"project": project}))["totals"] == before
     assert ok(api.get(f"/keys/{people['person']['id']}"))["spend_usd"] == key_before
     assert Decimal(key_before["lifetime"]) > 0
+    # The rollups keep the person's spend, no longer under the fields the erasure named
+    # (a report by them reads only cells now: no rows are left to name the person); the
+    # other person's groups are untouched.
+    after = {g["group"]: g for g in ok(api.get("/spend", params=by_user))["groups"]}
+    assert after == {None: {**users[PERSON], "group": None}, "someone-else": users["someone-else"]}
+    assert PERSON not in json.dumps(after)
+    by_tag = {"project": project, "group_by": "metadata.tag"}
+    tags = {g["group"]: g["requests"] for g in ok(api.get("/spend", params=by_tag))["groups"]}
+    assert tags == {people["tag"]: 2, None: 3}
     [entry] = ok(
         api.get("/audit", params={"action": "subject.erased", "target": erased["subject"]})
     )
-    assert entry["details"] == {"fields": ["tag", "user"], "requests": 3, "bodies": 3}
+    assert entry["details"] == {
+        "fields": ["tag", "user"],
+        "requests": 3,
+        "bodies": 3,
+        "metadata_sets": 1,
+    }
     assert PERSON not in json.dumps(entry)
     assert ok(api.get("/audit/verify"))["ok"] is True
     again = ok(api.post("/subjects/erase", json={"metadata": subject}))
     assert (again["requests"], again["bodies"], again["subject"]) == (0, 0, erased["subject"])
+    assert again["metadata_sets"] == 0
+    # A later call of the key starts a set of its own, under the name it carries.
+    assert chat(people["url"], people["person"]["key"]).status_code == 200
+    later = {g["group"]: g["requests"] for g in ok(api.get("/spend", params=by_user))["groups"]}
+    assert later == {None: 3, "someone-else": 2, PERSON: 1}
 
 
 def test_only_admins(people: dict[str, Any], rlgw: GatewayServer, api: httpx.Client) -> None:
@@ -118,6 +147,6 @@ def test_cli_export_and_erase(people: dict[str, Any], rlgw: GatewayServer) -> No
     assert refused.exit_code != 0
     erased = CliRunner().invoke(cli_app, ["subjects", "erase", *meta, "--yes", *connection])
     assert erased.exit_code == 0, erased.output
-    assert "erased 3 calls and 3 bodies" in erased.stdout
+    assert "erased 3 calls and 3 bodies; removed from 1 metadata sets" in erased.stdout
     usage = CliRunner().invoke(cli_app, ["subjects", "erase", "--yes", *connection])
     assert usage.exit_code == 2 and "--meta" in usage.output

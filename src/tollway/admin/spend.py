@@ -7,7 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+import orjson
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
 
 from tollway.admin.deps import Context, require_role
@@ -49,7 +50,8 @@ class SpendReport(BaseModel):
 
 
 def _money_fields(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "cost_usd": money(row["cost_usd"])}
+    """Money as the response model writes it: a string without trailing zeros."""
+    return {**row, "cost_usd": str(money(row["cost_usd"]))}
 
 
 @router.get("", response_model=SpendReport)
@@ -66,7 +68,7 @@ async def spend_report(
     until: Annotated[Instant | None, Query(alias="to")] = None,
     key: Annotated[str | None, Query(description="Key id.")] = None,
     project: Annotated[str | None, Query(min_length=1, description="Project id or name.")] = None,
-) -> SpendReport:
+) -> Response:
     """Spend totals, most expensive group first."""
     if group_by is not None and not _GROUP.fullmatch(group_by):
         raise BadRequest(
@@ -86,11 +88,15 @@ async def spend_report(
             key_id=key,
             project_id=project_id,
         )
-    return SpendReport(
-        group_by=group_by,
-        groups=[SpendGroup(**_money_fields(row)) for row in groups],
-        totals=SpendTotals(**_money_fields(totals)),
-    )
+    # Written directly (the shape is SpendReport's, money as the rest of the API writes
+    # it): validating and encoding a thousand groups through the response model took
+    # longer than the report itself.
+    body = {
+        "group_by": group_by,
+        "groups": [_money_fields(row) for row in groups],
+        "totals": _money_fields(totals),
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 class QuarantinedRecord(BaseModel):

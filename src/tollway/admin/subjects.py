@@ -5,9 +5,11 @@ written to the audit chain.
 The audit entry names the subject by a keyed hash of its metadata (HMAC with the audit
 key), never in the clear: the chain cannot be edited, and must not keep the identifier
 an erasure removed. Whoever knows the metadata can recompute the hash to find the entry.
-An erasure deletes the calls' rows and bodies in batches; the spend rollups keep their
-totals (they hold no metadata), so spend reports and budgets do not change. An erasure
-cut short (a restart) deleted what it reached; repeating it finishes it and is audited.
+An erasure deletes the calls' rows and bodies in batches, and removes the subject's
+fields from the metadata sets the spend rollups keep (``store/spend_metadata.py``): the
+rollups keep their totals, so spend reports and budgets do not change, but no longer
+name the subject. An erasure cut short (a restart) deleted what it reached; repeating it
+finishes it and is audited.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tollway.admin.schemas import Body, errors
 from tollway.audit.chain import append
 from tollway.bounds import MAX_METADATA_FIELDS, MAX_METADATA_KEY, MAX_METADATA_TEXT
 from tollway.store import requests as request_store
+from tollway.store import spend_metadata
 
 router = APIRouter(
     prefix="/subjects", tags=["subjects"], dependencies=[Depends(require_role("admin"))]
@@ -68,11 +71,13 @@ class SubjectCalls(BaseModel):
 
 
 class Erasure(BaseModel):
-    """What an erasure deleted."""
+    """What an erasure deleted: calls, their bodies, and the rollups' metadata sets the
+    subject's fields were removed from."""
 
     subject: str
     requests: int
     bodies: int
+    metadata_sets: int
 
 
 def subject_hash(key: bytes, metadata: dict[str, str]) -> str:
@@ -113,13 +118,14 @@ async def erase_subject(body: Subject, ctx: Context, caller: Caller) -> Erasure:
     """Delete every call of the subject (rows and captured bodies), in batches."""
     subject = subject_hash(ctx.server_keys.audit, body.metadata)
     await ctx.recorder.flush()  # calls still on their way to the table are erased too
-    requests = bodies = 0
+    requests = bodies = metadata_sets = 0
     while True:
         async with ctx.db.transaction() as session:
             gone, gone_bodies = await request_store.erase_batch(session, body.metadata, ERASE_BATCH)
             requests, bodies = requests + gone, bodies + gone_bodies
             if gone < ERASE_BATCH:
-                # The last batch commits with the audit entry.
+                # The last batch commits with the rollups' metadata and the audit entry.
+                metadata_sets = await spend_metadata.forget(session, body.metadata)
                 await append(
                     session,
                     ctx.server_keys.audit,
@@ -131,7 +137,8 @@ async def erase_subject(body: Subject, ctx: Context, caller: Caller) -> Erasure:
                         "fields": sorted(body.metadata),
                         "requests": requests,
                         "bodies": bodies,
+                        "metadata_sets": metadata_sets,
                     },
                 )
                 break
-    return Erasure(subject=subject, requests=requests, bodies=bodies)
+    return Erasure(subject=subject, requests=requests, bodies=bodies, metadata_sets=metadata_sets)

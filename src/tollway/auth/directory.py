@@ -200,6 +200,12 @@ class KeyDirectory:
         self._fresh_until = 0.0  # monotonic: the cache may be trusted until then
         self._background: set[asyncio.Task[None]] = set()
 
+    def use_groups(self, model_groups: Mapping[str, Sequence[str]]) -> None:
+        """Expand key and project model scopes with these groups from now on (a config
+        reload): cached keys are read again."""
+        self._groups = flatten_groups(model_groups)
+        self._cache.clear()
+
     async def epochs(self) -> Epochs:
         """The committed epochs (keys, switches), read once per request in one query.
         While the database cannot be read: the last ones read (``authenticate`` then
@@ -208,6 +214,7 @@ class KeyDirectory:
             epochs = await self._db.epoch.current()
         except Exception as exc:  # the edge: the caller decides what staleness allows
             log.debug("epochs unreadable", exc_info=True)
+            self._db.failures.report("database", "epochs")
             self._unread = exc
             return self._epochs
         self._unread = None
@@ -266,6 +273,7 @@ class KeyDirectory:
                 cached = await self._load(digest)
             except Exception:  # the edge: the key store is unreachable
                 log.warning("key lookup failed", exc_info=True)
+                self._db.failures.report("database", "key_lookup")
                 raise _store_down() from None
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
@@ -345,6 +353,7 @@ class KeyDirectory:
                 return await key_store.take_request(session, entry.id)
         except Exception:  # the edge: the request count cannot be kept; fail closed
             log.warning("request quota unavailable", exc_info=True)
+            self._db.failures.report("database", "request_quota")
             raise _store_down() from None
 
     async def _audit_expired(self, entry: KeyEntry) -> None:

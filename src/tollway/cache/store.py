@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from tollway.cache.codec import decode, encode
 from tollway.cache.entry import Entry
+from tollway.store.failures import StoreFailures
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -106,6 +107,7 @@ class RedisCache(CacheStore):
         max_entry_bytes: int = MAX_ENTRY_BYTES,
         timeout: float = REDIS_TIMEOUT,
         pause: float = REDIS_PAUSE,
+        failures: StoreFailures | None = None,
     ) -> None:
         # Imported here: only deployments that share state load Redis.
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -117,6 +119,7 @@ class RedisCache(CacheStore):
         self.max_entry_bytes = max_entry_bytes
         self._timeout = timeout
         self._pause = pause
+        self._failures = failures or StoreFailures()
         self._errors = (RedisError, OSError, TimeoutError)
         # Failures that mean Redis is unreachable (others are Redis answering: no pause).
         self._unreachable = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
@@ -149,6 +152,7 @@ class RedisCache(CacheStore):
             self._failed("put", error)
 
     def _failed(self, operation: str, error: BaseException) -> None:
+        self._failures.report("redis", f"cache_{operation}")
         now = time.monotonic()
         if isinstance(error, self._unreachable):
             self._down_until = now + self._pause

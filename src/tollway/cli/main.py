@@ -103,7 +103,7 @@ def migrate(config: ConfigOption = None) -> None:
         raise fail(str(exc)) from None
 
     async def upgrade() -> str | None:
-        db = Database(settings.database_path_url)
+        db = Database(settings.database_path_url, settings.database_pool)
         try:
             return await db.migrate()
         finally:

@@ -118,4 +118,7 @@ def erase(
     if as_json:
         show(result, True)
     else:
-        print(f"erased {result['requests']} calls and {result['bodies']} bodies")
+        print(
+            f"erased {result['requests']} calls and {result['bodies']} bodies; "
+            f"removed from {result['metadata_sets']} metadata sets of the spend rollups"
+        )

@@ -95,6 +95,7 @@ class Ledger:
     """Reserve and settle against budgets; reclaim what dead processes held."""
 
     instance: str = ""
+    store = "database"  # what a failure of this ledger is counted as
 
     async def reserve(self, budgets: list[Budget], amount: Decimal, request_id: str) -> Reservation:
         """Hold ``amount`` on every budget, or raise PaymentRequired."""

@@ -15,6 +15,7 @@ import logging
 from decimal import Decimal
 
 from tollway.metering.budget import KEEP_SECONDS, Ledger, Reservation
+from tollway.store.failures import StoreFailures
 
 log = logging.getLogger("tollway.metering")
 _GIVE_UP = 20  # rounds (five minutes) before a settlement that keeps failing is left
@@ -25,6 +26,7 @@ class Holds:
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+        self.failures = StoreFailures()  # the meter hands it the database's
         self._live: dict[str, Reservation] = {}
         self._unsettled: dict[str, tuple[Reservation, Decimal]] = {}
         self._failures: dict[str, int] = {}
@@ -40,6 +42,7 @@ class Holds:
         try:
             await self.ledger.settle(reservation, actual)
         except Exception:  # the edge: the call was answered; its settlement is retried
+            self.failures.report(self.ledger.store, "budget_settle")
             log.warning(
                 "settling a budget hold failed; will retry",
                 extra={"fields": {"request_id": reservation.request_id}},
@@ -68,6 +71,7 @@ class Holds:
             try:
                 await self.ledger.settle(reservation, actual)
             except Exception:  # the edge: try again next round
+                self.failures.report(self.ledger.store, "budget_settle")
                 failures = self._failures[request_id] = self._failures.get(request_id, 0) + 1
                 log.warning(
                     "settlement retry failed",
@@ -91,6 +95,7 @@ class Holds:
             reaped = await self.ledger.reap()
         except Exception:  # the edge: the next round tries again
             log.warning("renewing or reclaiming budget holds failed", exc_info=True)
+            self.failures.report(self.ledger.store, "budget_holds")
             return
         if reaped:
             log.warning("reclaimed expired budget holds", extra={"fields": {"calls": reaped}})

@@ -102,6 +102,8 @@ class _Window:
 class Limiter:
     """Admission against rate limits; this class keeps state in-process."""
 
+    store = "memory"
+
     def __init__(self) -> None:
         self._requests: dict[str, _Window] = {}
         self._tokens: dict[str, _Window] = {}

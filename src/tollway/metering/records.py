@@ -62,6 +62,7 @@ class Recorder:
 
     def __init__(self, db: Database, data_dir: Path, instance: str | None = None) -> None:
         self._db = db
+        self.failures = db.failures  # where the database's failures are reported
         self._journal = Journal(data_dir, instance)
         self.instance = self._journal.instance
         self.quarantine = Quarantine(db, data_dir)
@@ -134,6 +135,7 @@ class Recorder:
         try:
             await self._commit(batch)
         except DatabaseDown as exc:
+            self.failures.report("database", "spend_flush")
             self._pending = batch + self._pending
             if self.last_flush_error != str(exc):
                 log.warning("spend flush failed; will retry", extra={"fields": {"n": len(batch)}})
@@ -193,6 +195,7 @@ class Recorder:
                 try:
                     await self._commit(records)
                 except DatabaseDown:
+                    self.failures.report("database", "journal_replay")
                     log.warning(
                         "journal replay waits for the database",
                         extra={"fields": {"instance": orphan.instance}},

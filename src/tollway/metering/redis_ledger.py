@@ -157,6 +157,8 @@ class RedisLedger(Ledger):
     """Budgets in Redis: exact across every gateway process, rebuilt from the database
     when Redis has lost them."""
 
+    store = "redis"
+
     def __init__(self, db: Database, redis: Redis, prefix: str, instance: str) -> None:
         self._db = db
         self._redis = redis

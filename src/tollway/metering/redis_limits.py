@@ -66,6 +66,8 @@ def _arg(value: int | None) -> int:
 class RedisLimiter:
     """Admission against rate limits kept in Redis."""
 
+    store = "redis"
+
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._prefix = prefix
         self._acquire: Any = redis.register_script(_ACQUIRE)

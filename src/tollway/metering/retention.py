@@ -98,6 +98,7 @@ class Retention:
                     log.info("retention", extra={"fields": vars(swept)})
             except Exception:  # the edge: a failed pass is retried at the next interval
                 log.exception("retention pass failed; will retry")
+                self._db.failures.report("database", "retention")
             await asyncio.sleep(self._config.interval_seconds)
 
     async def sweep(self, now: datetime | None = None) -> Swept:

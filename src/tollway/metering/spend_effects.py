@@ -1,11 +1,12 @@
 """What a batch of spend records changes besides its rows, in the same transaction.
 
 Only rows stored for the first time count (a replayed journal may bring a record the
-database already has): each adds to its hour's and day's rollup cells, and to its key's
-``request_count`` when the call was not counted at admission (keys with
-``max_requests`` count there, exactly; every other key counts here, off the request
-path). Captured bodies (``capture.py``) arrive as records of their own and go to
-``request_bodies``.
+database already has): each adds to its hour's and day's rollup cells (its metadata set
+kept once, ``spend_metadata.py``; a record older than the running totals moves their
+horizon back, ``running.py``), and to its key's ``request_count`` when the call was
+not counted at admission (keys with ``max_requests`` count there, exactly; every other
+key counts here, off the request path). Captured bodies (``capture.py``) arrive as
+records of their own and go to ``request_bodies``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.bounds import INT64_MAX
-from tollway.store import rollups
+from tollway.store import rollups, running, spend_metadata
 from tollway.store.tables import RequestBody, VirtualKey
 
 BODIES = "bodies"  # the journal record kind of a call's captured bodies
@@ -104,7 +105,11 @@ def apply_sqlite(
     conn: sqlite3.Connection, fresh: list[dict[str, Any]], bodies: list[dict[str, Any]]
 ) -> None:
     """Rollups, request counts and bodies of a batch, on its stdlib connection."""
-    rollups.add_sqlite(conn, fresh)
+    metadata_ids = spend_metadata.intern_sqlite(conn, fresh, spend_metadata.digests(fresh))
+    rollups.add_sqlite(conn, fresh, metadata_ids)
+    late = running.late_bucket(fresh, datetime.now(UTC))
+    if late is not None:
+        running.lower_horizon_sqlite(conn, late)
     conn.executemany(_SQLITE_COUNT, [(n, key_id) for key_id, n in request_counts(fresh)])
     if bodies:
         conn.executemany(_SQLITE_BODY, [_sqlite_body(body) for body in bodies])
@@ -122,7 +127,11 @@ async def apply(
     session: AsyncSession, fresh: list[dict[str, Any]], bodies: list[dict[str, Any]]
 ) -> None:
     """Rollups, request counts and bodies of a batch, in the session's transaction."""
-    await rollups.add(session, fresh)
+    metadata_ids = await spend_metadata.intern(session, fresh, spend_metadata.digests(fresh))
+    await rollups.add(session, fresh, metadata_ids)
+    late = running.late_bucket(fresh, datetime.now(UTC))
+    if late is not None:
+        await running.lower_horizon(session, late)
     for key_id, n in request_counts(fresh):
         await session.execute(
             update(VirtualKey)

@@ -172,9 +172,7 @@ def insert_sqlite(
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            fresh = spend_effects.first_of_each(
-                rows, spend_effects.stored_ids_sqlite(conn, rows)
-            )
+            fresh = spend_effects.first_of_each(rows, spend_effects.stored_ids_sqlite(conn, rows))
             conn.executemany(_SQLITE_INSERT, [to_sqlite(row) for row in fresh])
             spend_effects.apply_sqlite(conn, fresh, bodies or [])
         except BaseException:

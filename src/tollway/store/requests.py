@@ -186,7 +186,8 @@ async def erase_batch(
     session: AsyncSession, metadata: dict[str, str], limit: int
 ) -> tuple[int, int]:
     """Delete up to ``limit`` calls of a metadata subject and their bodies; returns how
-    many of each went. The rollups keep their totals: they hold no metadata."""
+    many of each went. The rollups keep their totals (``spend_metadata.forget`` removes
+    the subject from their metadata)."""
     dialect = session.get_bind().dialect.name
     chosen = (
         select(SpendRecord.id)

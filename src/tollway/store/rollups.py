@@ -4,9 +4,9 @@ Each batch of spend rows is inserted in one transaction with the rollup cells it
 (``cells``, then an upsert adding them), so the totals and the rows never disagree, on
 SQLite and Postgres alike. Money is integer pico-dollars, so the sums are exact. Every
 row adds to two cells: its hour's and its day's (UTC), each per key, project, model,
-provider and endpoint. Retention deletes old rows and keeps their cells; a report over
-any range reads days, hours and, for the parts of an hour at its ends, the rows
-(``spend.py``).
+provider, endpoint and metadata set (``spend_metadata.py``). Retention deletes old rows
+and keeps their cells; a report over any range reads days, hours and, for the parts of
+an hour at its ends, the rows (``spend.py``).
 
 The cells are sorted before they are written, so that concurrent writers on Postgres
 lock them in the same order and never deadlock on each other.
@@ -14,7 +14,7 @@ lock them in the same order and never deadlock on each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -43,7 +43,7 @@ SUMS = (
     "estimated_requests",
     "error_requests",
 )
-KEY = ("span", "bucket", *DIMENSIONS)
+KEY = ("span", "bucket", *DIMENSIONS, "metadata_id")
 _SQLITE_UPSERT = (
     f"INSERT INTO spend_rollups ({', '.join((*KEY, *SUMS))}) "  # noqa: S608 (fixed names)
     f"VALUES ({', '.join('?' * (len(KEY) + len(SUMS)))}) "
@@ -79,15 +79,15 @@ def _sums(row: dict[str, Any]) -> tuple[int, ...]:
     )
 
 
-def cells(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What ``rows`` (spend rows as ``spend_rows.to_row`` makes them) add to each cell,
-    in key order."""
+def cells(rows: Sequence[dict[str, Any]], metadata_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """What ``rows`` (spend rows as ``spend_rows.to_row`` makes them, with the id of
+    each one's metadata set) add to each cell, in key order."""
     added: dict[tuple[Any, ...], list[int]] = {}
-    for row in rows:
+    for row, metadata_id in zip(rows, metadata_ids, strict=True):
         dimensions = tuple(row.get(name) or "" for name in DIMENSIONS)
         sums = _sums(row)
         for span in SPANS:
-            key = (span, bucket(row["ts"], span), *dimensions)
+            key = (span, bucket(row["ts"], span), *dimensions, metadata_id)
             cell = added.get(key)
             if cell is None:
                 added[key] = list(sums)
@@ -100,16 +100,18 @@ def cells(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def add_sqlite(conn: Any, rows: Iterable[dict[str, Any]]) -> None:
+def add_sqlite(conn: Any, rows: Sequence[dict[str, Any]], metadata_ids: Sequence[int]) -> None:
     """Add ``rows`` to their cells on a stdlib SQLite connection, in its transaction."""
-    values = [tuple(cell[name] for name in (*KEY, *SUMS)) for cell in cells(rows)]
+    values = [tuple(cell[name] for name in (*KEY, *SUMS)) for cell in cells(rows, metadata_ids)]
     if values:
         conn.executemany(_SQLITE_UPSERT, values)
 
 
-async def add(session: AsyncSession, rows: Iterable[dict[str, Any]]) -> None:
+async def add(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], metadata_ids: Sequence[int]
+) -> None:
     """Add ``rows`` to their cells, in the session's transaction."""
-    values = cells(rows)
+    values = cells(rows, metadata_ids)
     if not values:
         return
     table = cast(Table, SpendRollup.__table__)

@@ -203,9 +203,10 @@ class SpendRecord(Base):
 
 class SpendRollup(Base):
     """Totals of the spend rows in one hour or one day (``span`` seconds from ``bucket``,
-    UNIX seconds) per key, project, model, provider and endpoint; kept in the transaction
-    that inserts the rows, and kept when retention deletes them. A missing key, project,
-    model or provider is stored as '' (a NULL would never conflict, so never add up)."""
+    UNIX seconds) per key, project, model, provider, endpoint and metadata set
+    (``SpendMetadata``; 0: none); kept in the transaction that inserts the rows, and kept
+    when retention deletes them. A missing key, project, model or provider is stored as ''
+    (a NULL would never conflict, so never add up)."""
 
     __tablename__ = "spend_rollups"
     __table_args__ = (
@@ -223,6 +224,7 @@ class SpendRollup(Base):
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
     provider: Mapped[str] = mapped_column(String(80), primary_key=True)
     endpoint: Mapped[str] = mapped_column(String(40), primary_key=True)
+    metadata_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -233,6 +235,79 @@ class SpendRollup(Base):
     unpriced_requests: Mapped[int] = mapped_column(BigInteger, default=0)
     estimated_requests: Mapped[int] = mapped_column(BigInteger, default=0)
     error_requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SpendRunning(Base):
+    """Running totals (``store/running.py``): for one value of one grouping (a key, a
+    model, ...; ``projection`` names the grouping, '' the value for none), the totals of
+    all its calls up to the end of the hour starting at ``bucket``."""
+
+    __tablename__ = "spend_running"
+    __table_args__ = (
+        Index("ix_spend_running_bucket", "bucket"),
+        {"sqlite_with_rowid": False},
+    )
+
+    projection: Mapped[str] = mapped_column(String(10), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_pico: Mapped[int] = mapped_column(BigInteger, default=0)
+    unpriced_requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    estimated_requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SpendRunningHead(Base):
+    """The last hour with calls of each value of each grouping (``SpendRunning``) and
+    the running totals there: a report over a range reads only the values active since
+    its start, and a report up to now reads their totals here."""
+
+    __tablename__ = "spend_running_heads"
+    __table_args__ = (
+        Index("ix_spend_running_heads_last", "projection", "last_bucket"),
+        {"sqlite_with_rowid": False},
+    )
+
+    projection: Mapped[str] = mapped_column(String(10), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_bucket: Mapped[int] = mapped_column(BigInteger)
+    # The running totals at ``last_bucket``.
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_pico: Mapped[int] = mapped_column(BigInteger, default=0)
+    unpriced_requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    estimated_requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SpendRunningState(Base):
+    """One row: the running totals are complete before the hour ``horizon`` (UNIX
+    seconds); a late spend record moves it back in its own transaction."""
+
+    __tablename__ = "spend_running_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    horizon: Mapped[int] = mapped_column(BigInteger)
+
+
+class SpendMetadata(Base):
+    """A distinct metadata set of the calls in the rollups (``store/spend_metadata.py``):
+    found again by the digest of its canonical JSON; an erased subject's fields are
+    removed from it and its digest cleared."""
+
+    __tablename__ = "spend_metadata"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    digest: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
 
 
 class RequestBody(Base):
