@@ -83,7 +83,7 @@ class Served:
         return self.stderr_path.read_text(encoding="utf-8", errors="replace")
 
     def _wait_live(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded host; returns once up
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"tollway serve exited early:\n{self.stderr}")
