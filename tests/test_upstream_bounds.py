@@ -138,17 +138,33 @@ async def assert_usable(client: httpx.AsyncClient, dialect: str) -> None:
 # --------------------------------------------------------------------------- the pool
 
 
-async def test_500_slow_streams_share_the_default_pool(
-    gateway: GatewayServer, fake: FakeUpstream
-) -> None:
-    """The shared gateway has the default pool settings (and a 1 s connect timeout)."""
+@pytest.fixture(scope="module")
+def roomy(fake_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A gateway with the default pool and generous timeouts.
+
+    Gateway, fake upstream and 500 clients share one test process and its GIL: on a
+    loaded host a stream can fall silent for over the shared gateway's 1 s idle timeout
+    without anything being wrong with the pool this test is about.
+    """
+    settings = gateway_settings(
+        fake_server,
+        tmp_path_factory.mktemp("roomy"),
+        timeouts={"connect": 10.0, "read": 30.0, "stream_idle": 30.0},
+    )
+    server = GatewayServer(settings).start()
+    yield server.url
+    server.stop()
+
+
+async def test_500_slow_streams_share_the_default_pool(roomy: str, fake: FakeUpstream) -> None:
+    """500 streams at once through the default pool all finish; the circuit stays closed."""
     fake.script(SLOW, persistent=True)
     path, body = stream_body("openai")
     # httpx's pool slows down with hundreds of connections in one client: spread them.
     clients = [
         httpx.AsyncClient(
-            base_url=gateway.url,
-            timeout=20.0,
+            base_url=roomy,
+            timeout=60.0,
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=50),
         )
         for _ in range(10)
