@@ -201,7 +201,7 @@ async def _check(
         for batch, moment in zip(earlier, [*compactions, *[None] * len(earlier)], strict=False):
             await write(db, batch)
             if moment is not None:
-                # Running totals up to the hour before ``moment``'s; every later batch is
+                # Running totals up to ``moment``'s hour; every later batch is
                 # older than the clock, so it moves their horizon back.
                 await compaction.catch_up(moment)
         await compaction.catch_up(final)

@@ -1,4 +1,4 @@
-"""The gateway keeps running totals of spend in the background (up to the previous
+"""The gateway keeps running totals of spend in the background (up to the current
 hour), a late record moves their horizon back in its own transaction, and reports over
 every key read them and stay exact; on SQLite and Postgres."""
 
@@ -17,7 +17,7 @@ from harness import GatewayServer
 from tollway.store import running
 from tollway.store.db import Database
 from tollway.store.rollups import HOUR, bucket
-from tollway.store.running import LAG_SECONDS
+from tollway.store.running import MARGIN
 
 HORIZON = "SELECT horizon FROM spend_running_state WHERE id = 1"
 
@@ -37,8 +37,8 @@ def test_running_totals_are_kept_and_a_late_record_moves_them_back(
 
         return asyncio.run(read())
 
-    # The task runs at startup: the totals reach the start of the previous hour.
-    eventually(lambda: horizon() >= bucket(datetime.now(UTC), HOUR) - LAG_SECONDS)
+    # The task runs at startup: the totals reach the current hour (five minutes into it).
+    eventually(lambda: horizon() >= bucket(datetime.now(UTC) - MARGIN, HOUR))
 
     key_id = "key_late_" + os.urandom(4).hex()
     late = datetime.now(UTC) - timedelta(hours=5)

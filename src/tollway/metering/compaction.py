@@ -1,6 +1,6 @@
 """The background task that keeps the running totals of spend (``store/running.py``) up
 to date: at start and every minute, it extends them hour by hour, a few hours per
-transaction, up to the start of the previous hour.
+transaction, up to the start of the current hour (five minutes after it began).
 
 Every process runs it; compactions take turns on the horizon row (Postgres) or the
 database's write lock (SQLite), and one that finds nothing to do returns at once. A

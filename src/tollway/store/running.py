@@ -23,7 +23,7 @@ the horizon back after it. Compactions on several processes take turns the same 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -58,10 +58,11 @@ SUMS = (
 )
 TOTAL = "total"  # the grouping of all calls together (its one value is '')
 PROJECTIONS = (TOTAL, "key", "project", "model", "provider", "endpoint", "metadata")
-# Compaction leaves the current and the previous hour to the cells: calls are recorded
-# at their start, so the previous hour is still written to, and the clocks of several
-# hosts may differ (by less than this).
-LAG_SECONDS = HOUR
+# Compaction passes an hour this long after it ended: the clocks of the hosts may differ
+# by less than this. Calls are recorded at their start, so an hour is still written to
+# after it ends; a record that comes after compaction passed its hour moves the horizon
+# back (``late_bucket``), and the next compaction does that hour again.
+MARGIN = timedelta(minutes=5)
 # Hours compacted per transaction: short write locks, also when catching up.
 STEP_HOURS = 6
 _STATE_ID = 1
@@ -86,8 +87,8 @@ def _value(projection: str) -> ColumnElement[Any]:
 
 def late_bucket(rows: list[dict[str, Any]], now: datetime) -> int | None:
     """The earliest hour of ``rows`` that compaction may already have passed (any before
-    the current one: a compaction on a host whose clock is ahead by less than
-    LAG_SECONDS has not passed the previous one), if any."""
+    the current one: on a host whose clock is ahead by less than MARGIN, compaction has
+    not passed the current one), if any."""
     if not rows:
         return None
     earliest = min(bucket(row["ts"], HOUR) for row in rows)
@@ -124,7 +125,7 @@ async def compact(session: AsyncSession, now: datetime) -> bool:
         .values(horizon=SpendRunningState.horizon)
     )
     start = await horizon(session)
-    target = bucket(now, HOUR) - LAG_SECONDS
+    target = bucket(now - MARGIN, HOUR)
     if start >= target:
         return False
     await _forget_from(session, start)
@@ -329,7 +330,13 @@ async def totals_by_field(
     each metadata set, summed per value of its field in the same query."""
     sql = _TOTALS if part.low is None else _TOTALS_SINCE
     value = spend_metadata.field_sql("m.metadata", dialect)
-    sums = ", ".join(f"SUM(t.{column}) AS {column}" for column in SUMS)
+    # Counts as integers (Postgres sums BIGINTs as NUMERIC); money stays NUMERIC.
+    sums = ", ".join(
+        f"SUM(t.{column}) AS {column}"
+        if column == "cost_pico"
+        else f"CAST(SUM(t.{column}) AS BIGINT) AS {column}"
+        for column in SUMS
+    )
     query = (
         f"SELECT {value} AS field, {sums} FROM ({sql}) AS t "  # noqa: S608 (fixed names)
         "LEFT JOIN spend_metadata AS m ON m.id = CAST(t.value AS BIGINT) GROUP BY 1"

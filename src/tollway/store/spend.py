@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, case, func, select
+from sqlalchemy import BigInteger, ColumnElement, Select, String, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store import running, spend_metadata
@@ -43,16 +43,23 @@ _DIMENSION = {
 }
 
 
+def _count(value: Any) -> Any:
+    """A sum of counts (calls, tokens: far from 64 bits) as an integer: Postgres sums
+    BIGINTs as NUMERIC, which the driver turns into Decimals, a few microseconds each.
+    Money stays NUMERIC: a lifetime of pico-dollars may pass 64 bits."""
+    return cast(func.sum(value), BigInteger)
+
+
 def _row_sums() -> tuple[Any, ...]:
     return (
         func.count(),
-        func.sum(SpendRecord.input_tokens),
-        func.sum(SpendRecord.output_tokens),
-        func.sum(SpendRecord.cache_read_tokens),
-        func.sum(SpendRecord.cache_write_tokens),
+        _count(SpendRecord.input_tokens),
+        _count(SpendRecord.output_tokens),
+        _count(SpendRecord.cache_read_tokens),
+        _count(SpendRecord.cache_write_tokens),
         func.sum(SpendRecord.cost_pico),
-        func.sum(case((SpendRecord.priced.is_(False), 1), else_=0)),
-        func.sum(case((SpendRecord.estimated.is_(True), 1), else_=0)),
+        _count(case((SpendRecord.priced.is_(False), 1), else_=0)),
+        _count(case((SpendRecord.estimated.is_(True), 1), else_=0)),
     )
 
 
@@ -99,7 +106,12 @@ def _cells_query(
         conditions.append(SpendRollup.bucket < part.high)
     for column, value in filters.items():
         conditions.append(getattr(SpendRollup, column) == value)
-    sums = [func.sum(getattr(SpendRollup, name)) for name in TOTALS]
+    sums = [
+        func.sum(SpendRollup.cost_pico)
+        if name == "cost_pico"
+        else _count(getattr(SpendRollup, name))
+        for name in TOTALS
+    ]
     if group_by is None:
         return select(*sums).where(*conditions)
     if group_by == "day":
