@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tollway.asgi import RawHeaders, Receive, ResponseState, Scope, Send
+from tollway.bounds import MAX_ATTEMPTS
 from tollway.dialects.endpoints import Endpoint, RequestInfo
 from tollway.dialects.validate import Payload
 from tollway.errors import InternalError
@@ -23,6 +24,33 @@ if TYPE_CHECKING:
     from tollway.guards.response import ResponseScreen
     from tollway.guards.runner import ActiveGuards, Decision
     from tollway.routing.router import Plan
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream try of a call: the deployment, how it ended, how long it took."""
+
+    provider: str
+    model: str  # the upstream model id
+    started: float  # time.perf_counter() when the try began
+    status: int | None = None  # the upstream's HTTP status, when it answered
+    outcome: str | None = None  # None while it runs; then the error code that ended it
+    latency_ms: float | None = None
+
+    def fail(self, code: str) -> None:
+        """The try ended with the gateway's error ``code`` (the call may go on)."""
+        self.outcome = code
+        self.latency_ms = _ms_since(self.started)
+
+    def as_record(self) -> dict[str, Any]:
+        """As the spend record keeps it."""
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "outcome": self.outcome,
+            "status": self.status,
+            "latency_ms": self.latency_ms,
+        }
 
 
 @dataclass(slots=True)
@@ -67,6 +95,8 @@ class CallRecord:
     strip_usage: bool = False
     output_limit_added: bool = False
     attempts: list[str] = field(default_factory=list)  # failed ones, "provider/model:code"
+    # Every upstream try, in order: the failed ones, then the one answering (if any).
+    tries: list[Attempt] = field(default_factory=list)
     served: bool = False
     outcome: Outcome = field(default_factory=Outcome)
     response: ResponseState = field(default_factory=ResponseState)
@@ -110,8 +140,29 @@ class CallRecord:
             "cached": self.cached,
             "error": self.error,
             "attempts": len(self.attempts) + (1 if self.served else 0),
+            "attempt_log": self.attempt_log() or None,
             "guards": [d.as_record() for d in self.all_decisions()] or None,
         }
+
+    def begin_attempt(self, provider: str, model: str) -> None:
+        """An upstream try of ``model`` on ``provider`` starts now."""
+        self.tries.append(Attempt(provider, model, time.perf_counter()))
+
+    def attempt_log(self) -> list[dict[str, Any]]:
+        """The tries counted in ``attempts``, in order: each failed one with its error
+        code, then the one that answered ("ok", or the error that cut its stream) timed
+        until now. A try that neither failed nor answered (counted locally) is left out."""
+        log = []
+        for attempt in self.tries[:MAX_ATTEMPTS]:
+            entry = attempt.as_record()
+            if attempt.outcome is None:
+                if not self.served:
+                    continue
+                entry["outcome"] = self.error or "ok"
+                entry["status"] = self.status or attempt.status
+                entry["latency_ms"] = _ms_since(attempt.started)
+            log.append(entry)
+        return log
 
     def log_fields(self) -> dict[str, Any]:
         """The call's access-log line."""
@@ -151,4 +202,8 @@ class CallRecord:
         return fields
 
     def _latency_ms(self) -> float:
-        return round((time.perf_counter() - self.started) * 1000, 3)
+        return _ms_since(self.started)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

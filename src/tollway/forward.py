@@ -149,12 +149,14 @@ class Forwarder:
                         break
                     await asyncio.sleep(delay)
                 tried.add(id(route.deployment))
+                record.begin_attempt(route.provider.name, route.upstream_model)
                 try:
                     await self._attempt(send, route, record, info, headers)
                     return
                 except TollwayError as error:
                     record.served = False
                     record.attempts.append(f"{route.deployment.label}:{error.code}")
+                    record.tries[-1].fail(error.code)
                     record.outcome.set_aside()  # tokens a failed attempt used are billed
                     last = error
                     if error.code == "context_length_exceeded":
@@ -193,6 +195,7 @@ class Forwarder:
         try:
             record.outcome.attempted = True
             upstream = await provider.send(call)
+            record.tries[-1].status = upstream.status
             if upstream.status >= 400:
                 body = await read_whole(upstream)
                 if call.endpoint is Endpoint.COUNT_TOKENS and upstream.status in _NO_COUNT_TOKENS:

@@ -12,7 +12,7 @@ from typing import Any
 from playwright.sync_api import expect
 from ui_support import chat, shoot, sign_in
 
-from harness import GatewayServer
+from harness import GPT_UPSTREAM, GatewayServer
 from upstream_wire import COMPLETION_TOKENS, PROMPT_TOKENS
 
 # What the one call costs at the test model's price ($1 and $2 per million tokens).
@@ -137,6 +137,11 @@ def test_sign_in_create_call_find_revoke_audit_sign_out(
     entry.get_by_role("link").click()
     detail = page.locator("#request-detail")
     expect(detail).to_contain_text("Attempts")
+    # The upstream attempts as a table: one try, on the model's deployment, answered.
+    attempts = detail.locator("#request-attempts").get_by_role("row")
+    expect(attempts).to_have_count(2)  # the header and the one try
+    for shown in (f"oa/{GPT_UPSTREAM}", "ok", "200"):
+        expect(attempts.nth(1)).to_contain_text(shown)
     expect(detail).to_contain_text(key_id)
     expect(detail).to_contain_text("Say hello to the journey.")
     shoot(page, "request-detail")

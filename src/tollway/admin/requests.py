@@ -24,6 +24,16 @@ router = APIRouter(
 MAX_CURSOR_CHARS = 200
 
 
+class AttemptEntry(BaseModel):
+    """One upstream try of a call, in the order they ran."""
+
+    provider: str | None
+    model: str | None  # the upstream model id
+    outcome: str | None  # "ok", or the error code that ended the try (upstream_timeout, ...)
+    status: int | None  # the upstream's HTTP status, when it answered
+    latency_ms: float | None
+
+
 class RequestEntry(BaseModel):
     """One call: who, what, where it went, how it went, what it used and cost."""
 
@@ -43,6 +53,9 @@ class RequestEntry(BaseModel):
     stream: bool
     cached: bool
     attempts: int
+    # Each try (failed ones first, then the one that answered); empty for calls that
+    # made none, and for calls recorded before the gateway kept them.
+    attempt_log: list[AttemptEntry]
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int

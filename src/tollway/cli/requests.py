@@ -11,7 +11,7 @@ import typer
 
 from tollway.cli.common import USAGE, JsonOption, MetaOption, die, group, parse_pairs, run, show
 from tollway.cli.connection import connected
-from tollway.cli.output import emit_json, emit_table
+from tollway.cli.output import emit_json, emit_record, emit_table
 
 app = group("requests", "The request log: one entry per call, newest first.")
 subjects = group("subjects", "A data subject's calls, by key metadata: export or erase.")
@@ -27,6 +27,7 @@ COLUMNS = [
     "output_tokens",
     "cost_usd",
 ]
+ATTEMPT_COLUMNS = ["provider", "model", "outcome", "status", "latency_ms"]
 
 
 @app.command("list")
@@ -71,8 +72,14 @@ def list_requests(
 @app.command("show")
 @connected
 def show_request(ctx: typer.Context, request_id: str, as_json: JsonOption = False) -> None:
-    """Show one call (by its x-request-id), with captured bodies."""
-    show(run(ctx, "GET", f"/requests/{request_id}"), as_json)
+    """Show one call (by its x-request-id): its upstream attempts, captured bodies."""
+    entry = run(ctx, "GET", f"/requests/{request_id}")
+    if as_json:
+        emit_json(entry)
+        return
+    attempts = entry.pop("attempt_log", None) or []
+    emit_record(entry)
+    emit_table(attempts, ATTEMPT_COLUMNS, "upstream attempts, in order")
 
 
 def _subject(meta: list[str] | None) -> dict[str, str]:

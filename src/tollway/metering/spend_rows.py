@@ -21,7 +21,7 @@ from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tollway.bounds import INT64_MAX
+from tollway.bounds import INT64_MAX, MAX_ATTEMPTS
 from tollway.metering import spend_effects
 from tollway.store.db import Database
 from tollway.store.spend import to_pico
@@ -78,7 +78,9 @@ COLUMNS = (
     "flags",
     "guards",
     "user_agent",
+    "attempt_log",
 )
+_JSON = ("metadata", "guards", "attempt_log")
 _SQLITE_INSERT = (
     f"INSERT INTO spend ({', '.join(COLUMNS)}) "  # noqa: S608 (fixed column names)
     f"VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
@@ -119,6 +121,7 @@ def to_row(record: dict[str, Any]) -> dict[str, Any]:
         metadata = {}
     row["metadata"] = metadata if isinstance(metadata, dict) else {}
     row["guards"] = _guards(row.get("guards"))
+    row["attempt_log"] = _attempt_log(row.get("attempt_log"))  # absent from older records
     row.setdefault("attempts", 1)
     row.setdefault("reasoning_tokens", 0)
     # Not a column: whether the key's request_count still has to count this call.
@@ -148,6 +151,40 @@ def _guards(value: Any) -> list[dict[str, Any]] | None:
     return kept or None
 
 
+def _attempt_log(value: Any) -> list[dict[str, Any]] | None:
+    """A call's upstream tries as stored: at most ``MAX_ATTEMPTS`` (a call never makes
+    more), text cut to the spend columns' widths, numbers kept only when plausible."""
+    if not isinstance(value, list) or not value:
+        return None
+    kept = []
+    for item in value[:MAX_ATTEMPTS]:
+        if isinstance(item, dict):
+            kept.append(
+                {
+                    "provider": _text(item.get("provider"), _TEXT["provider"]),
+                    "model": _text(item.get("model"), _TEXT["upstream_model"]),
+                    "outcome": _text(item.get("outcome"), _TEXT["error"]),
+                    "status": _status(item.get("status")),
+                    "latency_ms": _millis(item.get("latency_ms")),
+                }
+            )
+    return kept or None
+
+
+def _status(value: Any) -> int | None:
+    """An HTTP status, or None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 999:
+        return value
+    return None
+
+
+def _millis(value: Any) -> float | None:
+    """A finite, non-negative number of milliseconds, or None (NaN fails the range)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 <= value <= INT64_MAX else None
+
+
 def to_sqlite(row: dict[str, Any]) -> tuple[Any, ...]:
     """Column values as SQLAlchemy stores them in SQLite: naive UTC timestamp text,
     decimal text, 0/1 booleans, JSON text."""
@@ -155,9 +192,9 @@ def to_sqlite(row: dict[str, Any]) -> tuple[Any, ...]:
     converted = dict(row)
     converted["ts"] = ts.strftime("%Y-%m-%d %H:%M:%S.%f")
     converted["cost_usd"] = str(row["cost_usd"])
-    converted["metadata"] = orjson.dumps(row["metadata"]).decode()
-    guards = row.get("guards")
-    converted["guards"] = orjson.dumps(guards).decode() if guards is not None else None
+    for column in _JSON:
+        value = row.get(column)
+        converted[column] = orjson.dumps(value).decode() if value is not None else None
     for flag in ("priced", "estimated", "stream", "cached"):
         converted[flag] = 1 if row.get(flag) else 0
     return tuple(converted.get(column) for column in COLUMNS)

@@ -109,6 +109,7 @@ def public_row(row: SpendRecord) -> dict[str, Any]:
         "stream": row.stream,
         "cached": row.cached,
         "attempts": row.attempts,
+        "attempt_log": row.attempt_log or [],
         "input_tokens": row.input_tokens,
         "output_tokens": row.output_tokens,
         "cache_read_tokens": row.cache_read_tokens,

@@ -199,6 +199,9 @@ class SpendRecord(Base):
     guards: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     # The client's User-Agent header, cut to the column.
     user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    # Every upstream try, in order: [{"provider", "model", "outcome", "status",
+    # "latency_ms"}, ...] (None: no upstream call, or recorded before 0010).
+    attempt_log: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class SpendRollup(Base):

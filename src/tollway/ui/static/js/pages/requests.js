@@ -25,6 +25,22 @@ function fact(name, value) {
   return [h("dt", {}, name), h("dd", {}, value === null || value === undefined || value === "" ? "—" : value)];
 }
 
+// Each upstream try in the order it ran: the failed ones, then the one that answered.
+function attemptsView(entry) {
+  const log = (entry.attempt_log || []).map((attempt, index) => ({ ...attempt, n: index + 1 }));
+  if (!log.length) {
+    const why = entry.attempts ? "This call was recorded before the gateway listed its attempts." : "No upstream call (refused, or answered from the cache).";
+    return h("p", { class: "hint" }, why);
+  }
+  return table([
+    { label: "#", value: (a) => String(a.n), num: true },
+    { label: "Deployment", value: (a) => h("span", { class: "mono" }, `${a.provider || "—"}/${a.model || "—"}`) },
+    { label: "Outcome", value: (a) => badge(a.outcome || "unknown", a.outcome === "ok" ? "ok" : "bad") },
+    { label: "Upstream status", value: (a) => (a.status === null || a.status === undefined ? "—" : String(a.status)), num: true },
+    { label: "Latency", value: (a) => ms(a.latency_ms), num: true },
+  ], log, { caption: `${log.length} upstream ${log.length === 1 ? "attempt" : "attempts"}, in order` });
+}
+
 function detailView(entry, onClose) {
   const flags = entry.flags.length ? entry.flags.join(", ") : "none";
   const cost = entry.priced ? usd(entry.cost_usd) : "unpriced";
@@ -50,6 +66,7 @@ function detailView(entry, onClose) {
         fact("Reasoning tokens", count(entry.reasoning_tokens)),
         fact("Key", entry.key_id), fact("Project", entry.project_id), fact("Flags", flags),
         fact("User agent", entry.user_agent))),
+    h("h3", {}, "Attempts"), h("div", { id: "request-attempts" }, attemptsView(entry)),
     h("h3", {}, "Metadata"), h("pre", {}, json(entry.metadata)),
     entry.guards.length ? [h("h3", {}, "Guard decisions"), h("pre", {}, json(entry.guards))] : null,
     h("h3", {}, "Captured bodies"), bodies);
