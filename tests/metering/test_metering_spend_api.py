@@ -280,13 +280,15 @@ def test_cli_bad_input_exits_non_zero(mgw: GatewayServer) -> None:
     assert "Traceback" not in result.output
 
 
-def _open_files_under(directory: Path) -> list[str]:
-    """Journal segments open in this process (the owner lock stays open for life)."""
+def _open_segments_written_to(directory: Path) -> list[str]:
+    """Journal segments open in this process that hold a record (the owner lock stays
+    open for life; the spare segment the next record goes to is open and empty)."""
     found = []
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
             target = os.readlink(f"/proc/self/fd/{fd}")
-            if target.startswith(str(directory)) and target.endswith(".jsonl"):
+            segment = target.startswith(str(directory)) and target.endswith(".jsonl")
+            if segment and Path(target).read_bytes().strip(b"\0"):
                 found.append(target)
     return found
 
@@ -315,7 +317,7 @@ def test_report_includes_a_call_the_background_writer_is_committing(
         # The background writer has taken the record once it has closed the journal
         # segment it was in (the gateway runs in this process: its fds are ours).
         journal = Path(mgw.settings.data_dir) / "journal"
-        assert wait_until(lambda: not _open_files_under(journal))
+        assert wait_until(lambda: not _open_segments_written_to(journal))
         result: dict[str, Any] = {}
 
         def read_report() -> None:

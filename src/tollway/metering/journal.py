@@ -59,11 +59,28 @@ class _Segment:
         self.map[self.used : end] = line
         self.used = end
 
+    def rename(self, path: Path) -> None:
+        os.rename(self.path, path)
+        self.path = path
+
     def close(self) -> None:
         """Unmap and cut the file to what was written."""
         self.map.close()
         os.ftruncate(self.fd, self.used)
         os.close(self.fd)
+
+    def discard(self) -> None:
+        """Close and delete a segment nothing was written to."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def close_segments(segments: list[_Segment]) -> list[Path]:
+    """Close set-aside segments (unmapping and cutting a file are system calls: run it
+    off the event loop); their paths, for deletion once their records are committed."""
+    for segment in segments:
+        segment.close()
+    return [segment.path for segment in segments]
 
 
 @dataclass
@@ -87,7 +104,8 @@ class Journal:
         self.instance = instance or new_instance_id()
         self._segment_bytes = segment_bytes
         self._current: _Segment | None = None
-        self._closed: list[Path] = []
+        self._full: list[_Segment] = []  # set aside, not closed yet
+        self._spare: _Segment | None = None
         # Held for the process's lifetime: while it is, nobody replays our segments.
         # Locked before it is visible under its name, so no scan can find it unlocked.
         self._lock_path = self.directory / f"owner-{self.instance}.lock"
@@ -96,9 +114,29 @@ class Journal:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         pending.rename(self._lock_path)
 
+    def _name(self) -> Path:
+        return self.directory / f"spend-{self.instance}-{time.time_ns()}.jsonl"
+
     def _open(self, at_least: int) -> _Segment:
-        name = f"spend-{self.instance}-{time.time_ns()}.jsonl"
-        return _Segment(self.directory / name, max(self._segment_bytes, at_least))
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.fits(at_least):
+            # Named when it is taken into use, so segments sort in the order they fill.
+            spare.rename(self._name())
+            return spare
+        if spare is not None:
+            spare.discard()
+        return _Segment(self._name(), max(self._segment_bytes, at_least))
+
+    def prepare_spare(self) -> None:
+        """Create the segment the next rotation writes to (file creation and mapping
+        take a system call each; call it off the event loop)."""
+        if self._spare is None:
+            self._spare = _Segment(self._name(), self._segment_bytes)
+
+    @property
+    def has_spare(self) -> bool:
+        """Whether the next rotation writes to a segment made beforehand."""
+        return self._spare is not None
 
     def append(self, record: dict[str, object]) -> None:
         """Add one record line; durable against a process crash when this returns."""
@@ -106,30 +144,31 @@ class Journal:
         current = self._current
         if current is None or not current.fits(len(line)):
             if current is not None:
-                current.close()
-                self._closed.append(current.path)
+                self._full.append(current)
             current = self._current = self._open(len(line))
         current.write(line)
 
-    def rotate(self) -> list[Path]:
-        """Close the segments holding records so far; the caller deletes them once their
-        records are committed."""
+    def rotate(self) -> list[_Segment]:
+        """Set aside the segments holding the records so far: the caller closes them
+        (``close_segments``, off the event loop) and deletes them once their records
+        are committed. The next record goes to the spare segment, if one is ready."""
         current = self._current
         if current is not None and current.used:
-            current.close()
-            self._closed.append(current.path)
+            self._full.append(current)
             self._current = None
-        closed, self._closed = self._closed, []
-        return closed
+        full, self._full = self._full, []
+        return full
 
     def close(self) -> list[Path]:
         """Close for shutdown; returns the segments that hold records."""
         current = self._current
         if current is not None and not current.used:
-            current.close()
-            current.path.unlink(missing_ok=True)
+            current.discard()
             self._current = None
-        return self.rotate()
+        if self._spare is not None:
+            self._spare.discard()
+            self._spare = None
+        return close_segments(self.rotate())
 
     def release(self) -> None:
         """Give up ownership (after the last segment is committed, at shutdown)."""

@@ -29,7 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tollway.metering.journal import Journal, Orphan
+from tollway.metering.journal import Journal, Orphan, close_segments
 from tollway.metering.quarantine import Quarantine
 from tollway.metering.spend_effects import BODIES, body_row
 from tollway.metering.spend_rows import RecordRejected, insert_rows, rejected_by_database, to_row
@@ -128,10 +128,9 @@ class Recorder:
             return await self._flush()
 
     async def _flush(self) -> bool:
-        self._rotate()
-        if not self._pending:
+        batch = await self._rotate()
+        if not batch:
             return True
-        batch, self._pending = self._pending, []
         try:
             await self._commit(batch)
         except DatabaseDown as exc:
@@ -148,26 +147,30 @@ class Recorder:
             path.unlink(missing_ok=True)
         return True
 
-    def _rotate(self) -> None:
-        """Close the segments holding what is pending, and carry the intents of calls
-        still running into the next one (the closed ones are deleted once committed)."""
-        self._segments.extend(self._journal.rotate())
+    async def _rotate(self) -> list[dict[str, Any]]:
+        """Set aside the segments holding what is pending and take the pending records,
+        carry the intents of calls still running into the next segment, and close the
+        set-aside ones (deleted once committed). Creating and closing segment files run
+        on a thread: a few system calls each, which every call in flight would otherwise
+        wait for."""
+        if not self._closing and not self._journal.has_spare:
+            await asyncio.to_thread(self._journal.prepare_spare)
+        full = self._journal.rotate()
+        batch, self._pending = self._pending, []
         for intent in self._open.values():
             self._journal.append({**intent, "kind": INTENT})
+        if full:
+            self._segments.extend(await asyncio.to_thread(close_segments, full))
+        return batch
 
     async def _commit(self, records: list[dict[str, Any]]) -> None:
         """Insert ``records``; a refused one is quarantined; DatabaseDown if the database
         is unavailable (nothing is quarantined then)."""
-        pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        bodies: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        for record in records:
-            try:
-                if record.get("kind") == BODIES:
-                    bodies.append((body_row(record), record))
-                else:
-                    pairs.append((to_row(record), record))
-            except (RecordRejected, ValueError) as exc:
-                await self.quarantine.put(record, str(exc))
+        # Off the event loop: a batch takes milliseconds to convert, which every call
+        # in flight would otherwise wait out.
+        pairs, bodies, refused = await asyncio.to_thread(_convert, records)
+        for record, reason in refused:
+            await self.quarantine.put(record, reason)
         if not pairs and not bodies:
             return
         try:
@@ -273,6 +276,28 @@ class Recorder:
         self._segments.extend(self._journal.close())
         if await self.flush() and not self._open:
             self._journal.release()
+
+
+Pairs = list[tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _convert(
+    records: list[dict[str, Any]],
+) -> tuple[Pairs, Pairs, list[tuple[dict[str, Any], str]]]:
+    """Each record as the row it is stored as, paired with it: spend rows, body rows,
+    and the records refused before the database saw them (with why)."""
+    pairs: Pairs = []
+    bodies: Pairs = []
+    refused: list[tuple[dict[str, Any], str]] = []
+    for record in records:
+        try:
+            if record.get("kind") == BODIES:
+                bodies.append((body_row(record), record))
+            else:
+                pairs.append((to_row(record), record))
+        except (RecordRejected, ValueError) as exc:
+            refused.append((record, str(exc)))
+    return pairs, bodies, refused
 
 
 def utc_iso(ts: float) -> str:

@@ -94,6 +94,8 @@ class RecordRejected(Exception):
 def _text(value: Any, width: int) -> str | None:
     if value is None:
         return None
+    if type(value) is str and len(value) <= width and "\x00" not in value:
+        return value  # the usual case, without a copy
     text = str(value).replace("\x00", "")
     return text[:width]
 
@@ -185,19 +187,24 @@ def _millis(value: Any) -> float | None:
     return float(value) if 0 <= value <= INT64_MAX else None
 
 
+_AT = {column: index for index, column in enumerate(COLUMNS)}
+_FLAGS = ("priced", "estimated", "stream", "cached")
+
+
 def to_sqlite(row: dict[str, Any]) -> tuple[Any, ...]:
     """Column values as SQLAlchemy stores them in SQLite: naive UTC timestamp text,
     decimal text, 0/1 booleans, JSON text."""
-    ts: datetime = row["ts"].astimezone(UTC)
-    converted = dict(row)
-    converted["ts"] = ts.strftime("%Y-%m-%d %H:%M:%S.%f")
-    converted["cost_usd"] = str(row["cost_usd"])
+    get = row.get
+    values = [get(column) for column in COLUMNS]
+    ts: datetime = row["ts"].astimezone(UTC).replace(tzinfo=None)
+    values[_AT["ts"]] = ts.isoformat(" ", "microseconds")
+    values[_AT["cost_usd"]] = str(row["cost_usd"])
     for column in _JSON:
-        value = row.get(column)
-        converted[column] = orjson.dumps(value).decode() if value is not None else None
-    for flag in ("priced", "estimated", "stream", "cached"):
-        converted[flag] = 1 if row.get(flag) else 0
-    return tuple(converted.get(column) for column in COLUMNS)
+        value = get(column)
+        values[_AT[column]] = orjson.dumps(value).decode() if value is not None else None
+    for flag in _FLAGS:
+        values[_AT[flag]] = 1 if get(flag) else 0
+    return tuple(values)
 
 
 def insert_sqlite(

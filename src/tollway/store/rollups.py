@@ -22,7 +22,6 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tollway.store.ids import to_utc
 from tollway.store.tables import SpendRollup
 
 HOUR = 3600
@@ -53,10 +52,10 @@ _SQLITE_UPSERT = (
 
 
 def bucket(ts: datetime, span: int) -> int:
-    """The start (UNIX seconds) of the hour or day holding ``ts``."""
-    moment = to_utc(ts)
-    assert moment is not None
-    return (moment - EPOCH) // timedelta(seconds=span) * span
+    """The start (UNIX seconds) of the hour or day holding ``ts`` (naive: UTC)."""
+    since = (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)) - EPOCH
+    # Whole seconds, rounded down (also before 1970: ``days`` carries the sign).
+    return (since.days * DAY + since.seconds) // span * span
 
 
 def instant(seconds: int) -> datetime:
@@ -79,21 +78,29 @@ def _sums(row: dict[str, Any]) -> tuple[int, ...]:
     )
 
 
+def _plus(cell: Sequence[int], sums: Sequence[int]) -> list[int]:
+    return [a + b for a, b in zip(cell, sums, strict=True)]
+
+
 def cells(rows: Sequence[dict[str, Any]], metadata_ids: Sequence[int]) -> list[dict[str, Any]]:
     """What ``rows`` (spend rows as ``spend_rows.to_row`` makes them, with the id of
     each one's metadata set) add to each cell, in key order."""
-    added: dict[tuple[Any, ...], list[int]] = {}
+    # Summed per hour first (a batch's rows mostly share their hour and dimensions),
+    # then each hour's sums added to the cell of every span holding it.
+    hours: dict[tuple[Any, ...], list[int]] = {}
     for row, metadata_id in zip(rows, metadata_ids, strict=True):
-        dimensions = tuple(row.get(name) or "" for name in DIMENSIONS)
+        get = row.get
+        key = (bucket(row["ts"], HOUR), *(get(name) or "" for name in DIMENSIONS), metadata_id)
         sums = _sums(row)
+        cell = hours.get(key)
+        hours[key] = list(sums) if cell is None else _plus(cell, sums)
+    added: dict[tuple[Any, ...], list[int]] = {}
+    for (hour, *rest), totals in hours.items():
         for span in SPANS:
-            key = (span, bucket(row["ts"], span), *dimensions, metadata_id)
+            # Every span is a whole number of hours: its bucket holds the hour's.
+            key = (span, hour // span * span, *rest)
             cell = added.get(key)
-            if cell is None:
-                added[key] = list(sums)
-            else:
-                for index, value in enumerate(sums):
-                    cell[index] += value
+            added[key] = list(totals) if cell is None else _plus(cell, totals)
     return [
         {**dict(zip(KEY, key, strict=True)), **dict(zip(SUMS, sums, strict=True))}
         for key, sums in sorted(added.items())
