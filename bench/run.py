@@ -30,6 +30,7 @@ import measure
 import procstat
 import report
 import targets
+import tracing_cost
 import variants
 from stack import running_stack
 
@@ -52,6 +53,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[measure.Options, argparse.Na
         help="the tollway executable (default: next to this Python)",
     )
     p.add_argument("--keep-workdir", action="store_true", help="keep logs and config afterwards")
+    p.add_argument(
+        "--skip-tracing", action="store_true", help="leave out the tracing cost (off and on)"
+    )
     p.add_argument(
         "--wait-quiet",
         type=int,
@@ -82,6 +86,22 @@ def wait_for_quiet_machine(max_wait_s: int) -> float:
         if busy < QUIET_BUSY_SHARE or time.monotonic() >= deadline:
             return busy
         log(f"machine is {busy:.0%} busy with other work; waiting for it to calm down")
+
+
+def _tracing(quick: bool) -> tracing_cost.TracingCost | None:
+    """What OpenTelemetry tracing costs a call, off and on (``bench/tracing_cost.py``),
+    measured after the main run, with its own gateways."""
+    log("tracing cost: off and on")
+    options = (
+        tracing_cost.Options(rounds=2, calls=300, hook_calls=5000)
+        if quick
+        else tracing_cost.Options(rounds=3)
+    )
+    try:
+        return tracing_cost.measure(options)
+    except (BenchError, OSError, RuntimeError) as exc:
+        log(f"tracing cost not measured: {exc}")
+        return None
 
 
 def _raise_exit(signum: int, _frame: object) -> None:
@@ -134,9 +154,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["elapsed_s"] = round(time.monotonic() - started, 1)
     info["machine_notes"] = notes
 
+    tracing = None if args.skip_tracing else _tracing(args.quick)
+    if tracing is not None:
+        info["tracing"] = tracing.as_dict()
+        if tracing.sdk_loaded_when_off:
+            m.errors.append("a gateway without a traces endpoint loaded the OpenTelemetry SDK")
     rss = memory.get("tollway_rss_mb")
     verdicts = targets.verdicts(m, plan, float(rss) if rss is not None else None) if plan else []
     text = report.render(info, m, plan, verdicts, memory)
+    if tracing is not None:
+        text += "\n" + tracing.markdown()
     dated = report.write(info, m, verdicts, memory, text)
     print(text)
     log(f"done in {info['elapsed_s']}s; wrote {dated} and latest.{{md,json}}")
