@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from pg_support import fresh_database
 from pg_support import url as pg_url
 from sqlalchemy import inspect, text
 
+from alembic_steps import migrate
 from tollway.auth.directory import KeyDirectory, ProjectPolicy
 from tollway.auth.secrets import ServerKeys
 from tollway.settings import Settings
@@ -35,19 +34,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     else:
         with fresh_database() as name:
             yield pg_url(name)
-
-
-async def migrate(db: Database, revision: str, down: bool = False) -> None:
-    """Upgrade (or downgrade) to ``revision`` through Alembic, as ``tollway migrate`` does."""
-
-    def run(connection: Any) -> None:
-        config = Config()
-        config.set_main_option("script_location", "tollway.store:migrations")
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    async with db.engine.begin() as connection:
-        await connection.run_sync(run)
 
 
 async def columns(db: Database, table: str) -> set[str]:

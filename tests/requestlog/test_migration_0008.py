@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import inspect, text
 
+from alembic_steps import migrate
 from tollway.store import spend
 from tollway.store.db import Database
 from tollway.store.migrate import HEAD_REVISION, head_revision
@@ -19,19 +18,6 @@ from tollway.store.migrate import HEAD_REVISION, head_revision
 NEW_TABLES = {"spend_rollups", "spend_metadata", "request_bodies"}
 # Metadata as 0007 stored it: JSON text, none, an empty object, JSON null.
 SETS = ['{"org": "acme"}', "{}", '{"org": "globex", "user": "u-1"}', '{"org": "acme"}', "null"]
-
-
-async def migrate(db: Database, revision: str, down: bool = False) -> None:
-    """Upgrade (or downgrade) to ``revision`` through Alembic, as ``tollway migrate`` does."""
-
-    def run(connection: Any) -> None:
-        config = Config()
-        config.set_main_option("script_location", "tollway.store:migrations")
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    async with db.engine.begin() as connection:
-        await connection.run_sync(run)
 
 
 async def shape(db: Database) -> tuple[set[str], set[str], set[str]]:

@@ -7,11 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from requestlog_support import spend_record, write
 from sqlalchemy import inspect, text
 
+from alembic_steps import migrate
 from tollway.store import requests as request_store
 from tollway.store.db import Database
 
@@ -19,19 +18,6 @@ ATTEMPTS = [
     {"provider": "oa", "model": "up-a", "outcome": "upstream_timeout", "status": None},
     {"provider": "an", "model": "up-b", "outcome": "ok", "status": 200, "latency_ms": 12.5},
 ]
-
-
-async def migrate(db: Database, revision: str, down: bool = False) -> None:
-    """Upgrade (or downgrade) to ``revision`` through Alembic, as ``tollway migrate`` does."""
-
-    def run(connection: Any) -> None:
-        config = Config()
-        config.set_main_option("script_location", "tollway.store:migrations")
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    async with db.engine.begin() as connection:
-        await connection.run_sync(run)
 
 
 async def spend_columns(db: Database) -> set[str]:

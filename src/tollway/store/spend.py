@@ -22,17 +22,8 @@ from tollway.store.spend_plan import Cells, Part, Rows, plan
 from tollway.store.tables import SpendMetadata, SpendRecord, SpendRollup
 
 GROUPS = ("key", "project", "model", "provider", "day", "endpoint")
-# What a report sums, in this order, from the rows and from the cells alike.
-TOTALS = (
-    "requests",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_pico",
-    "unpriced_requests",
-    "estimated_requests",
-)
+# What a report sums, in this order, from the rows, the cells and the running totals.
+TOTALS = running.SUMS
 _PLANS = 3  # attempts at a report while the running totals' horizon moves back
 _DIMENSION = {
     "key": "key_id",
