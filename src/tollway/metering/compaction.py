@@ -10,12 +10,12 @@ report never waits for it: what is not compacted yet is read from the rollup cel
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
 from tollway.store import running
 from tollway.store.db import Database
+from tollway.tasks import stop
 
 log = logging.getLogger("tollway.compaction")
 INTERVAL_SECONDS = 60.0
@@ -53,8 +53,5 @@ class Compaction:
 
     async def aclose(self) -> None:
         """Stop (a transaction in progress is rolled back)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop(task)

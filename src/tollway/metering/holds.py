@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from tollway.metering.budget import KEEP_SECONDS, Ledger, Reservation
 from tollway.store.failures import StoreFailures
+from tollway.tasks import stop
 
 log = logging.getLogger("tollway.metering")
 _GIVE_UP = 20  # rounds (five minutes) before a settlement that keeps failing is left
@@ -111,11 +112,8 @@ class Holds:
 
     async def aclose(self) -> None:
         """Stop the keeper; try the waiting settlements once more."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop(task)
         if self._unsettled:
             with contextlib.suppress(Exception):
                 await self.tick()

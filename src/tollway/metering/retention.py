@@ -22,7 +22,6 @@ process's journal with an old time, behind the no-spend scan, waits for the next
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from tollway.config_retention import RetentionConfig
 from tollway.store.db import Database
 from tollway.store.requests import delete_bodies
 from tollway.store.tables import RequestBody, SpendRecord
+from tollway.tasks import stop
 
 log = logging.getLogger("tollway.retention")
 
@@ -181,8 +181,5 @@ class Retention:
 
     async def aclose(self) -> None:
         """Stop (a pass in progress is cut between transactions or rolled back)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop(task)

@@ -15,13 +15,13 @@ the values a scrape reads from the stores (``metrics_scrape.py``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tollway.tasks import stop
 from tollway.telemetry.metrics_families import Families
 from tollway.telemetry.metrics_files import in_files
 from tollway.telemetry.metrics_labels import GEN_AI_OPERATIONS, OTHER, Labels
@@ -104,10 +104,7 @@ class MetricsObserver(Observer):
     async def aclose(self) -> None:
         """Stop the tick and the port; write what is left."""
         sampler, self._sampler = self._sampler, None
-        if sampler is not None:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
+        await stop(sampler)
         await self.endpoint.aclose()
         self.sample()
 
