@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -355,6 +356,7 @@ class Gateway:
                 # interpreter back to the event loop within 0.5 ms rather than 5 ms,
                 # so a call in flight never waits out a batch.
                 sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+                log.info("ready", extra={"fields": {"pid": os.getpid()}})
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 # Calls cut at the deadline write their records before the journal closes.

@@ -35,12 +35,38 @@ RELOADED = ("providers", "models", "model_groups", "guards", "retry", "circuit",
 Apply = Callable[[Settings], list[str]]
 
 
+class EarlyHangups:
+    """SIGHUPs that arrive while the process starts, before the reloader listens (a
+    worker still building its app, say). Their default action would end the process,
+    and ignoring them would lose the reload asked for: they are noted, and answered
+    with one reload once the reloader listens."""
+
+    def __init__(self) -> None:
+        self._noted = threading.Event()
+
+    def install(self) -> None:
+        """Note SIGHUP from now on, until the reloader takes it over."""
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._note)
+
+    def take(self) -> bool:
+        """Whether a SIGHUP came since the last call."""
+        noted = self._noted.is_set()
+        self._noted.clear()
+        return noted
+
+    def _note(self, signum: int, frame: object) -> None:
+        self._noted.set()
+
+
 @dataclass(frozen=True)
 class ConfigSource:
-    """Where the running settings came from, to read them again the same way."""
+    """Where the running settings came from, to read them again the same way; and the
+    SIGHUPs that came before anything listened for them."""
 
     path: Path | None
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    early: EarlyHangups = field(default_factory=EarlyHangups, compare=False, repr=False)
 
     def load(self) -> Settings:
         """The settings as they read now; ConfigError naming the field when invalid."""
@@ -88,6 +114,8 @@ class Reloader:
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
             loop.add_signal_handler(signal.SIGHUP, self.request, "SIGHUP")
             self._signal = True
+            if self._source.early.take():
+                self.request("SIGHUP")
         self._tasks.append(loop.create_task(self._reloads()))
         if self._interval > 0 and self._source.path is not None:
             self._tasks.append(loop.create_task(self._watch()))

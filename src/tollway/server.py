@@ -41,8 +41,8 @@ def _loop() -> str:
 
 def worker_app() -> Gateway:
     """App factory for worker processes: settings from the same config as the parent."""
-    _ignore_hangups()
     source = ConfigSource(config_file())
+    source.early.install()
     settings = source.load()
     configure_logging(settings.log.level)
     return create_app(settings, source)
@@ -66,12 +66,6 @@ class Workers(Multiprocess):
         for sock in self.sockets:
             sock.close()
         super().terminate_all()
-
-
-def _ignore_hangups() -> None:
-    # Until the app listens for SIGHUP (reload.py), one must not end the process.
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -113,7 +107,7 @@ def serve(settings: Settings, source: ConfigSource) -> None:
     """Migrate the database, then serve until stopped."""
     configure_logging(settings.log.level)
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    _ignore_hangups()
+    source.early.install()
     tls = _tls(settings)
     # Once, before any worker starts: workers then find the data dir, its secrets and
     # the schema in place, and only read them.

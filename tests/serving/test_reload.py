@@ -156,11 +156,16 @@ def test_every_worker_reloads_on_sighup_and_on_a_file_change(
         process = gateway.process
         assert process is not None
 
+        def ready(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return messages(lines, "ready")
+
         def by_workers(trigger: str) -> set[int]:
             lines = messages(log_lines(gateway), RELOADED)
             return {line["pid"] for line in lines if line["trigger"] == trigger}
 
-        # SIGHUP to the parent reaches each worker, which reloads in place (same process).
+        # Readiness answers once one worker serves: wait for both, then SIGHUP to the
+        # parent reaches each worker, which reloads in place (same process).
+        wait_for_log(gateway, lambda lines: len({line["pid"] for line in ready(lines)}) == 2)
         process.send_signal(signal.SIGHUP)
         wait_for_log(gateway, lambda _: len(by_workers("SIGHUP")) == 2)
         workers = by_workers("SIGHUP")
