@@ -8,7 +8,14 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tollway.store.engine import create_engine, is_sqlite, sessions, sqlite_path
-from tollway.store.epoch import EpochReader, SqlEpochReader, SqliteEpochReader
+from tollway.store.epoch import (
+    EPOCH_ADVANCED,
+    EpochBell,
+    EpochReader,
+    SqlEpochReader,
+    SqliteEpochReader,
+    bell_path,
+)
 from tollway.store.failures import StoreFailures
 from tollway.store.migrate import upgrade
 from tollway.store.pool import DatabasePool
@@ -23,9 +30,12 @@ class Database:
         self._sessions = sessions(self.engine)
         path = sqlite_path(url) if is_sqlite(url) else None
         self.sqlite_file = path
-        self.epoch: EpochReader = (
-            SqliteEpochReader(path) if path is not None else SqlEpochReader(self.engine)
-        )
+        self.epoch: EpochReader = SqlEpochReader(self.engine)
+        self._bell: EpochBell | None = None
+        if path is not None:
+            # Processes on one SQLite file tell each other of epoch changes by a bell.
+            self._bell = EpochBell(bell_path(path))
+            self.epoch = SqliteEpochReader(path, self._bell)
         # Components that handle a failure of this database (or of Redis) report it here.
         self.failures = StoreFailures()
 
@@ -35,9 +45,13 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed on success, rolled back on error."""
-        async with self._sessions() as session, session.begin():
-            yield session
+        """A session in one transaction: committed on success, rolled back on error;
+        other processes hear of an epoch it advanced once it is committed."""
+        async with self._sessions() as session:
+            async with session.begin():
+                yield session
+            if session.info.pop(EPOCH_ADVANCED, False) and self._bell is not None:
+                self._bell.ring()
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:
@@ -49,4 +63,6 @@ class Database:
         """Close pooled connections."""
         if isinstance(self.epoch, SqliteEpochReader):
             self.epoch.close()
+        if self._bell is not None:
+            self._bell.close()
         await self.engine.dispose()
