@@ -10,6 +10,7 @@ budgeted calls answer 503 in their dialect.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from metering_support import (
 
 from checks import anthropic_error, openai_error
 from harness import GatewayServer
+from tollway.metering import sqlite_ledger
 from tollway.metering.budget import Budget
 from tollway.metering.sqlite_ledger import SqliteLedger
 from tollway.settings import Settings
@@ -166,3 +168,35 @@ def db_rows(gateway: GatewayServer, sql: str, *args: Any) -> list[Any]:
         return list(conn.execute(sql, args).fetchall())
     finally:
         conn.close()
+
+
+async def test_ledger_waits_for_another_writer_then_gives_up_after_its_patience(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection holding the write lock (the spend writer committing a batch,
+    another process's ledger) is waited for; past the ledger's patience the reservation
+    fails with "database is locked" and holds nothing."""
+    path = tmp_path / "tollway.db"
+    db = Database(f"sqlite:///{path}")
+    await db.migrate()
+    await db.aclose()
+    ledger = SqliteLedger(path, "test-instance")
+    limit = Budget("key", "key_x", Decimal(100), None)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await ledger.spent(limit)  # the slot exists: only the reservation needs the lock
+        other.execute("BEGIN IMMEDIATE")
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.2, other.execute, "COMMIT")
+        held = await ledger.reserve([limit], Decimal(1), "req_waited")
+        assert held.slots and await ledger.spent(limit) == Decimal(1)
+
+        monkeypatch.setattr(sqlite_ledger, "LOCK_PATIENCE_SECONDS", 0.05)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await ledger.reserve([limit], Decimal(1), "req_refused")
+        other.execute("COMMIT")
+        assert await ledger.spent(limit) == Decimal(1)
+    finally:
+        other.close()
+        await ledger.aclose()

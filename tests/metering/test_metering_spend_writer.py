@@ -30,17 +30,19 @@ from metering_support import (
     providers,
     wait_for_requests,
 )
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from fake_upstream import FakeUpstream
 from harness import running_gateway
 from served import TOLLWAY, clean_env
 from services import shared_postgres_database
+from tollway.metering import spend_rows
 from tollway.metering.journal import JOURNAL_DIR
 from tollway.metering.records import Recorder, utc_iso
 from tollway.settings import Settings
 from tollway.store.db import Database
-from tollway.store.tables import QuarantinedSpend, SpendRecord
+from tollway.store.rollups import DAY
+from tollway.store.tables import QuarantinedSpend, SpendRecord, SpendRollup
 
 
 def record(request_id: str, **changes: Any) -> dict[str, Any]:
@@ -142,6 +144,42 @@ async def test_poisoned_batch_is_written_around_the_poison(
         assert "req_live_after" in (await _rows(database))["spend"]
     finally:
         await recorder.aclose()
+
+
+async def test_a_batch_written_in_chunks_stores_and_counts_each_call_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite writes a batch a few rows per transaction (so a budget reservation never
+    waits out a whole batch): a record already stored, or repeated within the batch
+    across a chunk boundary, is stored and added to the rollups once; poison lands in
+    the quarantine whatever chunk it falls in."""
+    monkeypatch.setattr(spend_rows, "CHUNK_ROWS", 2)
+    db = Database(f"sqlite:///{tmp_path / 'tollway.db'}")
+    await db.migrate()
+    recorder = Recorder(db, tmp_path / "data")
+    await recorder.start()
+    try:
+        recorder.record(record("req_chunk_0"))
+        assert await recorder.flush()
+        batch = [record(f"req_chunk_{n}") for n in range(7)]  # req_chunk_0 is stored
+        batch.insert(3, record("req_chunk_1"))  # again, in the next chunk
+        for item in [*batch, *poisoned_batch("chunks")]:
+            recorder.record(item)
+        assert await recorder.flush()
+        found = await _rows(db)
+        chunked = {rid for rid in found["spend"] if rid.startswith("req_chunk_")}
+        assert chunked == {f"req_chunk_{n}" for n in range(7)}
+        _check(
+            {**found, "spend": {k: v for k, v in found["spend"].items() if "chunks" in k}}, "chunks"
+        )
+        async with db.reader() as session:
+            counted = await session.scalar(
+                select(func.sum(SpendRollup.requests)).where(SpendRollup.span == DAY)
+            )
+        assert counted == len(found["spend"])
+    finally:
+        await recorder.aclose()
+        await db.aclose()
 
 
 def write_dead_journal(data_dir: Path, records: list[dict[str, Any]]) -> Path:

@@ -11,6 +11,7 @@ record is quarantined, an outage is waited out.
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -81,6 +82,9 @@ COLUMNS = (
     "attempt_log",
 )
 _JSON = ("metadata", "guards", "attempt_log")
+# Rows per write transaction of a batch, and the pause between two (``insert_sqlite``).
+CHUNK_ROWS = 64
+CHUNK_PAUSE_SECONDS = 0.0005
 _SQLITE_INSERT = (
     f"INSERT INTO spend ({', '.join(COLUMNS)}) "  # noqa: S608 (fixed column names)
     f"VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
@@ -210,21 +214,50 @@ def to_sqlite(row: dict[str, Any]) -> tuple[Any, ...]:
 def insert_sqlite(
     path: Path, rows: list[dict[str, Any]], bodies: list[dict[str, Any]] | None = None
 ) -> None:
-    """One batch in one transaction on a stdlib connection (run in a thread): the rows
-    not stored yet, what they change (``spend_effects``), and captured bodies."""
+    """A batch on a stdlib connection (run in a thread): the rows not stored yet, what
+    they change (``spend_effects``), and captured bodies.
+
+    The rows are converted before any lock is taken, then written ``CHUNK_ROWS`` at a
+    time, each chunk in a transaction of its own with a pause after it: SQLite has one
+    write lock per file, and a budget reservation waiting for it would otherwise wait
+    out the whole batch (tens of milliseconds under load). Each chunk is idempotent on
+    its own (a row already stored is skipped with its effects), so a batch cut between
+    chunks by a crash is completed by the journal replay, never counted twice."""
+    values = [to_sqlite(row) for row in rows]
     conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            fresh = spend_effects.first_of_each(rows, spend_effects.stored_ids_sqlite(conn, rows))
-            conn.executemany(_SQLITE_INSERT, [to_sqlite(row) for row in fresh])
-            spend_effects.apply_sqlite(conn, fresh, bodies or [])
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        starts = range(0, len(rows), CHUNK_ROWS) if rows else range(1)
+        for start in starts:
+            if start:
+                time.sleep(CHUNK_PAUSE_SECONDS)  # the lock is free: let a waiter in
+            end = start + CHUNK_ROWS
+            _insert_chunk(conn, rows[start:end], values[start:end], bodies if not start else [])
     finally:
         conn.close()
+
+
+def _insert_chunk(
+    conn: sqlite3.Connection,
+    rows: list[dict[str, Any]],
+    values: list[tuple[Any, ...]],
+    bodies: list[dict[str, Any]] | None,
+) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        seen = spend_effects.stored_ids_sqlite(conn, rows)
+        fresh: list[dict[str, Any]] = []
+        inserts: list[tuple[Any, ...]] = []
+        for row, value in zip(rows, values, strict=True):
+            if row["request_id"] not in seen:
+                seen.add(row["request_id"])
+                fresh.append(row)
+                inserts.append(value)
+        conn.executemany(_SQLITE_INSERT, inserts)
+        spend_effects.apply_sqlite(conn, fresh, bodies or [])
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 async def insert_rows(

@@ -2,19 +2,27 @@
 
 The same ``budget_slots`` and ``budget_holds`` rows as ``SqlLedger``, but each
 reservation or settlement is one short write transaction on a stdlib connection owned by
-one worker thread (a single hop off the event loop), where the async driver spends
-milliseconds per operation. ``BEGIN IMMEDIATE`` takes SQLite's single write lock up
-front, so reservations from every process on this file are serialized and none can
-overshoot. The wait for the lock happens in the worker thread, never on the event loop,
-which may itself be finishing the transaction that holds it. Whatever fails inside a
-transaction, it is rolled back before the error leaves the thread: the lock is never
-left held.
+one process, where the async driver spends milliseconds per operation. ``BEGIN
+IMMEDIATE`` takes SQLite's single write lock up front, so reservations from every
+process on this file are serialized and none can overshoot.
+
+When the lock is free, the transaction runs right on the event loop (tens of
+microseconds; the hop to a thread and back cost more than the work). When it is taken,
+the transaction goes to the ledger's thread, which waits for it: never the event loop,
+which may itself be finishing the transaction that holds it. The thread polls every
+``LOCK_POLL_SECONDS``: SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries,
+so a reservation that found the spend writer committing waited 8-18 ms for a lock
+released after one or two. This connection never checkpoints the WAL (a commit that
+does copies pages and syncs the file, which must not happen on the event loop); the
+spend writer's connections do. Whatever fails inside a transaction, it is rolled back before
+the error leaves the thread: the lock is never left held.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +47,10 @@ from tollway.store.rollups import DAY, bucket
 from tollway.store.spend import from_pico
 
 T = TypeVar("T")
+
+# How long a write waits for the lock in all, and how often it tries meanwhile.
+LOCK_PATIENCE_SECONDS = 5.0
+LOCK_POLL_SECONDS = 0.0002
 
 _SEED = (
     "INSERT OR IGNORE INTO budget_slots (kind, owner_id, period_start, spent_nano, held_nano) "
@@ -67,6 +79,10 @@ _HOLDS_RETURNING = "RETURNING request_id, kind, owner_id, period_start, nano"
 _RECORDED = "SELECT cost_pico FROM spend WHERE request_id = ?"
 
 
+class _LockTaken(Exception):
+    """The write lock is held by another connection: the run goes to the thread."""
+
+
 def _key(slot: Slot) -> tuple[str, str, str]:
     return slot[0], slot[1], period_key(slot)
 
@@ -80,23 +96,70 @@ class SqliteLedger(Ledger):
         self._conn: sqlite3.Connection | None = None
         self._seeded: set[Slot] = set()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tollway-ledger")
+        # Held by whoever uses the connection (the loop inline, or the thread): a run
+        # cancelled while its thread still works keeps the loop off the connection.
+        self._using = threading.Lock()
+        self._patience = LOCK_PATIENCE_SECONDS  # of the run holding ``_using``
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def guarded() -> T:
-            conn = self._connection()
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
+        """Run ``work`` on the connection. ``inline``: right here on the event loop when
+        the connection is idle and the write lock is free at once (a transaction of a
+        few statements, faster than the hop to the thread and back); otherwise, and
+        whenever the lock is taken, on the thread, which waits for it."""
+        if inline and self._using.acquire(blocking=False):
             try:
-                return work(conn)
+                return self._guarded(work, 0.0)
+            except _LockTaken:
+                pass
             finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                self._using.release()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._waiting, work)
 
-        return await asyncio.get_running_loop().run_in_executor(self._thread, guarded)
+    def _waiting(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._using:
+            return self._guarded(work, LOCK_PATIENCE_SECONDS)
+
+    def _guarded(self, work: Callable[[sqlite3.Connection], T], patience: float) -> T:
+        conn = self._connection()
+        self._patience = patience
+        try:
+            return work(conn)
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    def _write(
+        self, conn: sqlite3.Connection, statement: str, params: tuple[object, ...] = ()
+    ) -> None:
+        """Run a statement that takes the write lock (``BEGIN IMMEDIATE``, or a write
+        outside a transaction), trying again every ``LOCK_POLL_SECONDS`` while another
+        connection holds it, for up to the patience of this run (none inline: then
+        ``_LockTaken``; past it, the "database is locked" error)."""
+        deadline = time.monotonic() + self._patience
+        while True:
+            try:
+                conn.execute(statement, params)
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # extended codes too
+                    raise
+                if self._patience == 0:
+                    raise _LockTaken from None
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(LOCK_POLL_SECONDS)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=5000")
+            conn = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False, timeout=0.0
+            )
             conn.execute("PRAGMA synchronous=NORMAL")
+            # A commit that crosses the checkpoint threshold copies the WAL into the
+            # database file: never here, where a commit may run on the event loop. The
+            # spend writer's connections (and every other one) checkpoint.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             self._conn = conn
         return self._conn
 
@@ -113,14 +176,16 @@ class SqliteLedger(Ledger):
 
     def _seed(self, conn: sqlite3.Connection, slot: Slot) -> None:
         if slot not in self._seeded:
-            conn.execute(_SEED, (*_key(slot), self._spent_in_records(conn, slot)))
+            self._write(conn, _SEED, (*_key(slot), self._spent_in_records(conn, slot)))
             self._seeded.add(slot)
 
     async def reserve(self, budgets: list[Budget], amount: Decimal, request_id: str) -> Reservation:
         """Hold ``amount`` on every budget in one transaction, or raise PaymentRequired."""
         wanted = to_nano(amount)
         refuse_early(budgets, wanted)
-        slots = await self._run(lambda conn: self._reserve(conn, budgets, wanted, request_id))
+        slots = await self._run(
+            lambda conn: self._reserve(conn, budgets, wanted, request_id), inline=True
+        )
         return Reservation(slots, wanted, request_id)
 
     def _reserve(
@@ -130,7 +195,7 @@ class SqliteLedger(Ledger):
         slots = [budget.slot(datetime_utc(now)) for budget in budgets]
         for slot in slots:
             self._seed(conn, slot)  # committed on its own: a refusal must not undo it
-        conn.execute("BEGIN IMMEDIATE")
+        self._write(conn, "BEGIN IMMEDIATE")
         for budget, slot in zip(budgets, slots, strict=True):
             key = _key(slot)
             held = conn.execute(_HOLD, (wanted, *key, wanted, to_nano(budget.limit_usd)))
@@ -147,11 +212,11 @@ class SqliteLedger(Ledger):
         if reservation.settled:
             return
         cost = to_nano(actual)
-        await self._run(lambda conn: self._settle(conn, reservation, cost))
+        await self._run(lambda conn: self._settle(conn, reservation, cost), inline=True)
         reservation.settled = True
 
     def _settle(self, conn: sqlite3.Connection, reservation: Reservation, cost: int) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+        self._write(conn, "BEGIN IMMEDIATE")
         for slot in reservation.slots:
             key = _key(slot)
             if conn.execute(_DROP_HOLD, (reservation.request_id, slot[0])).rowcount:
@@ -164,7 +229,7 @@ class SqliteLedger(Ledger):
     async def spent(self, budget: Budget) -> Decimal:
         """Spend recorded or held in the budget's current period."""
         slot = budget.slot(datetime_utc(time.time()))
-        return await self._run(lambda conn: self._spent(conn, slot))
+        return await self._run(lambda conn: self._spent(conn, slot), inline=True)
 
     def _spent(self, conn: sqlite3.Connection, slot: Slot) -> Decimal:
         self._seed(conn, slot)
@@ -174,7 +239,7 @@ class SqliteLedger(Ledger):
     async def keep(self, reservations: list[Reservation]) -> None:
         """Renew the lease of every hold this process has."""
         if reservations:
-            await self._run(lambda conn: conn.execute(_KEEP, (lease_end(), self.instance)))
+            await self._run(lambda conn: self._write(conn, _KEEP, (lease_end(), self.instance)))
 
     async def reap(self, instance: str | None = None) -> int:
         """Reclaim a dead instance's holds (at their recorded cost when the call has a
@@ -183,7 +248,7 @@ class SqliteLedger(Ledger):
         return await self._run(lambda conn: self._reap(conn, instance))
 
     def _reap(self, conn: sqlite3.Connection, instance: str | None) -> int:
-        conn.execute("BEGIN IMMEDIATE")
+        self._write(conn, "BEGIN IMMEDIATE")
         if instance is not None:
             taken = conn.execute(
                 f"DELETE FROM budget_holds WHERE instance = ? {_HOLDS_RETURNING}",  # noqa: S608
@@ -205,10 +270,15 @@ class SqliteLedger(Ledger):
         return len({row[0] for row in taken})
 
     async def aclose(self) -> None:
-        """Close the connection (in its thread) and stop the thread."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
+        """Close the connection (in its thread, once no one uses it) and stop the thread."""
+
+        def close() -> None:
+            with self._using:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
         self._thread.shutdown(wait=True)
 
 
