@@ -96,3 +96,35 @@ async def test_without_a_bell_every_request_reads_the_epochs(tmp_path: Path) -> 
     finally:
         reader.close()
         await db.aclose()
+
+
+async def test_a_change_is_never_committed_unrung(tmp_path: Path) -> None:
+    """While the bell cannot be mapped (here: a directory stands in its place), a
+    transaction advancing an epoch fails before its commit, rather than committing a
+    change other processes would not hear of; once it can be, changes ring again."""
+    path = tmp_path / "tollway.db"
+    await (await migrated(path)).aclose()
+    bell_path(path).mkdir()
+    db = Database(f"sqlite:///{path}")  # a process whose bell is not mapped yet
+
+    def committed() -> int:
+        with sqlite3.connect(path) as conn:
+            [(keys,)] = conn.execute("SELECT value FROM epochs WHERE name = 'keys'")
+        return int(keys)
+
+    try:
+        before = committed()
+        with pytest.raises(OSError):
+            async with db.transaction() as session:
+                await bump(session)
+        assert committed() == before  # rolled back
+        bell_path(path).rmdir()
+        reader = await migrated(path)
+        heard = await reader.epoch.current()
+        async with db.transaction() as session:
+            await bump(session)
+        assert committed() == before + 1
+        assert (await reader.epoch.current()).keys == heard.keys + 1  # rung
+        await reader.aclose()
+    finally:
+        await db.aclose()

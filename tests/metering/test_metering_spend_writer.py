@@ -154,6 +154,14 @@ async def test_a_batch_written_in_chunks_stores_and_counts_each_call_once(
     across a chunk boundary, is stored and added to the rollups once; poison lands in
     the quarantine whatever chunk it falls in."""
     monkeypatch.setattr(spend_rows, "CHUNK_ROWS", 2)
+    chunks: list[int] = []
+    write_chunk = spend_rows._insert_chunk
+
+    def counted(conn: Any, rows: list[dict[str, Any]], *rest: Any) -> None:
+        chunks.append(len(rows))
+        write_chunk(conn, rows, *rest)
+
+    monkeypatch.setattr(spend_rows, "_insert_chunk", counted)
     db = Database(f"sqlite:///{tmp_path / 'tollway.db'}")
     await db.migrate()
     recorder = Recorder(db, tmp_path / "data")
@@ -163,9 +171,14 @@ async def test_a_batch_written_in_chunks_stores_and_counts_each_call_once(
         assert await recorder.flush()
         batch = [record(f"req_chunk_{n}") for n in range(7)]  # req_chunk_0 is stored
         batch.insert(3, record("req_chunk_1"))  # again, in the next chunk
+        batch.insert(5, record("req_chunk_4"))  # twice within one chunk
         for item in [*batch, *poisoned_batch("chunks")]:
             recorder.record(item)
+        chunks.clear()
         assert await recorder.flush()
+        # 14 rows reach the database (the 10**19 one is refused before): 2 per
+        # transaction until the poison fails one, then row by row.
+        assert chunks[:6] == [2] * 6
         found = await _rows(db)
         chunked = {rid for rid in found["spend"] if rid.startswith("req_chunk_")}
         assert chunked == {f"req_chunk_{n}" for n in range(7)}

@@ -2,19 +2,15 @@
 
 The same ``budget_slots`` and ``budget_holds`` rows as ``SqlLedger``, but each
 reservation or settlement is one short write transaction on a stdlib connection owned by
-one process, where the async driver spends milliseconds per operation. ``BEGIN
-IMMEDIATE`` takes SQLite's single write lock up front, so reservations from every
-process on this file are serialized and none can overshoot.
-
-When the lock is free, the transaction runs right on the event loop (tens of
-microseconds; the hop to a thread and back cost more than the work). When it is taken,
-the transaction goes to the ledger's thread, which waits for it: never the event loop,
-which may itself be finishing the transaction that holds it. The thread polls every
+one worker thread (a single hop off the event loop), where the async driver spends
+milliseconds per operation. ``BEGIN IMMEDIATE`` takes SQLite's single write lock up
+front, so reservations from every process on this file are serialized and none can
+overshoot. The wait for the lock happens in the worker thread, never on the event loop,
+which may itself be finishing the transaction that holds it (a commit can also sync the
+WAL, which must not happen on the loop). The lock is polled every
 ``LOCK_POLL_SECONDS``: SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries,
 so a reservation that found the spend writer committing waited 8-18 ms for a lock
-released after one or two. This connection never checkpoints the WAL (a commit that
-does copies pages and syncs the file, which must not happen on the event loop); the
-spend writer's connections do. Whatever fails inside a transaction, it is rolled back before
+released after one or two. Whatever fails inside a transaction, it is rolled back before
 the error leaves the thread: the lock is never left held.
 """
 
@@ -22,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -79,10 +74,6 @@ _HOLDS_RETURNING = "RETURNING request_id, kind, owner_id, period_start, nano"
 _RECORDED = "SELECT cost_pico FROM spend WHERE request_id = ?"
 
 
-class _LockTaken(Exception):
-    """The write lock is held by another connection: the run goes to the thread."""
-
-
 def _key(slot: Slot) -> tuple[str, str, str]:
     return slot[0], slot[1], period_key(slot)
 
@@ -96,57 +87,32 @@ class SqliteLedger(Ledger):
         self._conn: sqlite3.Connection | None = None
         self._seeded: set[Slot] = set()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tollway-ledger")
-        # Held by whoever uses the connection (the loop inline, or the thread): a run
-        # cancelled while its thread still works keeps the loop off the connection.
-        self._using = threading.Lock()
-        self._patience = LOCK_PATIENCE_SECONDS  # of the run holding ``_using``
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
-        """Run ``work`` on the connection. ``inline``: right here on the event loop when
-        the connection is idle and the write lock is free at once (a transaction of a
-        few statements, faster than the hop to the thread and back); otherwise, and
-        whenever the lock is taken, on the thread, which waits for it."""
-        if inline and self._using.acquire(blocking=False):
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def guarded() -> T:
+            conn = self._connection()
             try:
-                return self._guarded(work, 0.0)
-            except _LockTaken:
-                pass
+                return work(conn)
             finally:
-                self._using.release()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._waiting, work)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
 
-    def _waiting(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        with self._using:
-            return self._guarded(work, LOCK_PATIENCE_SECONDS)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, guarded)
 
-    def _guarded(self, work: Callable[[sqlite3.Connection], T], patience: float) -> T:
-        conn = self._connection()
-        self._patience = patience
-        try:
-            return work(conn)
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-
-    def _write(
+    def _execute(
         self, conn: sqlite3.Connection, statement: str, params: tuple[object, ...] = ()
-    ) -> None:
-        """Run a statement that takes the write lock (``BEGIN IMMEDIATE``, or a write
-        outside a transaction), trying again every ``LOCK_POLL_SECONDS`` while another
-        connection holds it, for up to the patience of this run (none inline: then
-        ``_LockTaken``; past it, the "database is locked" error)."""
-        deadline = time.monotonic() + self._patience
+    ) -> sqlite3.Cursor:
+        """Run a statement that may find the database busy (one taking the write lock,
+        ``BEGIN IMMEDIATE`` or a write outside a transaction; rarely a read, while the
+        WAL is recovered), trying again every ``LOCK_POLL_SECONDS`` for up to
+        ``LOCK_PATIENCE_SECONDS`` (then the "database is locked" error)."""
+        deadline = time.monotonic() + LOCK_PATIENCE_SECONDS
         while True:
             try:
-                conn.execute(statement, params)
-                return
+                return conn.execute(statement, params)
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # extended codes too
-                    raise
-                if self._patience == 0:
-                    raise _LockTaken from None
-                if time.monotonic() >= deadline:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # extended too
+                if not busy or time.monotonic() >= deadline:
                     raise
             time.sleep(LOCK_POLL_SECONDS)
 
@@ -156,10 +122,6 @@ class SqliteLedger(Ledger):
                 self._path, isolation_level=None, check_same_thread=False, timeout=0.0
             )
             conn.execute("PRAGMA synchronous=NORMAL")
-            # A commit that crosses the checkpoint threshold copies the WAL into the
-            # database file: never here, where a commit may run on the event loop. The
-            # spend writer's connections (and every other one) checkpoint.
-            conn.execute("PRAGMA wal_autocheckpoint=0")
             self._conn = conn
         return self._conn
 
@@ -167,7 +129,8 @@ class SqliteLedger(Ledger):
         # From the daily rollup cells, which retention never deletes: a budget period
         # starts at a UTC day (or 1970), so whole days sum it exactly.
         column = "key_id" if slot[0] == "key" else "project_id"
-        row = conn.execute(
+        row = self._execute(
+            conn,
             f"SELECT COALESCE(SUM(cost_pico), 0) FROM spend_rollups "  # noqa: S608
             f"WHERE {column} = ? AND span = ? AND bucket >= ?",
             (slot[1], DAY, bucket(slot[2], DAY)),
@@ -176,16 +139,14 @@ class SqliteLedger(Ledger):
 
     def _seed(self, conn: sqlite3.Connection, slot: Slot) -> None:
         if slot not in self._seeded:
-            self._write(conn, _SEED, (*_key(slot), self._spent_in_records(conn, slot)))
+            self._execute(conn, _SEED, (*_key(slot), self._spent_in_records(conn, slot)))
             self._seeded.add(slot)
 
     async def reserve(self, budgets: list[Budget], amount: Decimal, request_id: str) -> Reservation:
         """Hold ``amount`` on every budget in one transaction, or raise PaymentRequired."""
         wanted = to_nano(amount)
         refuse_early(budgets, wanted)
-        slots = await self._run(
-            lambda conn: self._reserve(conn, budgets, wanted, request_id), inline=True
-        )
+        slots = await self._run(lambda conn: self._reserve(conn, budgets, wanted, request_id))
         return Reservation(slots, wanted, request_id)
 
     def _reserve(
@@ -195,7 +156,7 @@ class SqliteLedger(Ledger):
         slots = [budget.slot(datetime_utc(now)) for budget in budgets]
         for slot in slots:
             self._seed(conn, slot)  # committed on its own: a refusal must not undo it
-        self._write(conn, "BEGIN IMMEDIATE")
+        self._execute(conn, "BEGIN IMMEDIATE")
         for budget, slot in zip(budgets, slots, strict=True):
             key = _key(slot)
             held = conn.execute(_HOLD, (wanted, *key, wanted, to_nano(budget.limit_usd)))
@@ -212,11 +173,11 @@ class SqliteLedger(Ledger):
         if reservation.settled:
             return
         cost = to_nano(actual)
-        await self._run(lambda conn: self._settle(conn, reservation, cost), inline=True)
+        await self._run(lambda conn: self._settle(conn, reservation, cost))
         reservation.settled = True
 
     def _settle(self, conn: sqlite3.Connection, reservation: Reservation, cost: int) -> None:
-        self._write(conn, "BEGIN IMMEDIATE")
+        self._execute(conn, "BEGIN IMMEDIATE")
         for slot in reservation.slots:
             key = _key(slot)
             if conn.execute(_DROP_HOLD, (reservation.request_id, slot[0])).rowcount:
@@ -229,17 +190,17 @@ class SqliteLedger(Ledger):
     async def spent(self, budget: Budget) -> Decimal:
         """Spend recorded or held in the budget's current period."""
         slot = budget.slot(datetime_utc(time.time()))
-        return await self._run(lambda conn: self._spent(conn, slot), inline=True)
+        return await self._run(lambda conn: self._spent(conn, slot))
 
     def _spent(self, conn: sqlite3.Connection, slot: Slot) -> Decimal:
         self._seed(conn, slot)
-        row = conn.execute(_USED, _key(slot)).fetchone()
+        row = self._execute(conn, _USED, _key(slot)).fetchone()
         return Decimal(int(row[0] if row else 0)) / NANO
 
     async def keep(self, reservations: list[Reservation]) -> None:
         """Renew the lease of every hold this process has."""
         if reservations:
-            await self._run(lambda conn: self._write(conn, _KEEP, (lease_end(), self.instance)))
+            await self._run(lambda conn: self._execute(conn, _KEEP, (lease_end(), self.instance)))
 
     async def reap(self, instance: str | None = None) -> int:
         """Reclaim a dead instance's holds (at their recorded cost when the call has a
@@ -248,7 +209,7 @@ class SqliteLedger(Ledger):
         return await self._run(lambda conn: self._reap(conn, instance))
 
     def _reap(self, conn: sqlite3.Connection, instance: str | None) -> int:
-        self._write(conn, "BEGIN IMMEDIATE")
+        self._execute(conn, "BEGIN IMMEDIATE")
         if instance is not None:
             taken = conn.execute(
                 f"DELETE FROM budget_holds WHERE instance = ? {_HOLDS_RETURNING}",  # noqa: S608
@@ -270,15 +231,10 @@ class SqliteLedger(Ledger):
         return len({row[0] for row in taken})
 
     async def aclose(self) -> None:
-        """Close the connection (in its thread, once no one uses it) and stop the thread."""
-
-        def close() -> None:
-            with self._using:
-                conn, self._conn = self._conn, None
-                if conn is not None:
-                    conn.close()
-
-        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        """Close the connection (in its thread) and stop the thread."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
         self._thread.shutdown(wait=True)
 
 

@@ -50,6 +50,8 @@ class Database:
         async with self._sessions() as session:
             async with session.begin():
                 yield session
+                if session.info.get(EPOCH_ADVANCED) and self._bell is not None:
+                    self._bell.map()  # cannot be mapped: roll back rather than commit unrung
             if session.info.pop(EPOCH_ADVANCED, False) and self._bell is not None:
                 self._bell.ring()
 

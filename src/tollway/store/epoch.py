@@ -72,40 +72,50 @@ class EpochBell:
     """A change signal shared by the processes on one SQLite file: eight bytes in a
     memory-mapped file, rewritten with fresh random bytes after each commit that
     advanced an epoch. Any difference from what a reader last heard means "read the
-    epochs again"; a torn read only costs an extra read. Unmappable: ``heard`` is None
-    and readers read the epochs every time."""
+    epochs again"; a torn read only costs an extra read. While it cannot be mapped,
+    ``heard`` is None (readers read the epochs every time) and a transaction advancing
+    an epoch fails before its commit."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._map: mmap.mmap | None = None
-        self._failed = False
+        self._warned = False
 
     def _mapped(self) -> mmap.mmap | None:
-        if self._map is None and not self._failed:
+        if self._map is None:
             try:
-                fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-                try:
-                    if os.fstat(fd).st_size < _BELL_BYTES:
-                        os.ftruncate(fd, _BELL_BYTES)
-                    self._map = mmap.mmap(fd, _BELL_BYTES)
-                finally:
-                    os.close(fd)
+                self.map()
             except (OSError, ValueError):
-                self._failed = True
-                log.warning(
-                    "epoch bell unavailable; reading epochs on every request",
-                    extra={"fields": {"path": str(self._path)}},
-                    exc_info=True,
-                )
+                if not self._warned:  # tried again on every use; said once
+                    self._warned = True
+                    log.warning(
+                        "epoch bell unavailable; reading epochs on every request",
+                        extra={"fields": {"path": str(self._path)}},
+                        exc_info=True,
+                    )
         return self._map
 
+    def map(self) -> None:
+        """Map the bell now; OSError if it cannot be. A transaction that advances an
+        epoch calls this before its commit, so a change is never committed unrung."""
+        if self._map is not None:
+            return
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < _BELL_BYTES:
+                os.ftruncate(fd, _BELL_BYTES)
+            self._map = mmap.mmap(fd, _BELL_BYTES)
+        finally:
+            os.close(fd)
+
     def heard(self) -> bytes | None:
-        """What the bell says now (None: no bell)."""
+        """What the bell says now (None: it cannot be mapped right now)."""
         mapped = self._mapped()
         return None if mapped is None else mapped[:_BELL_BYTES]
 
     def ring(self) -> None:
-        """Tell every process an epoch advanced (after the commit that advanced it)."""
+        """Tell every process an epoch advanced (after the commit that advanced it; the
+        bell is mapped by then, so this is a memory write that cannot fail)."""
         mapped = self._mapped()
         if mapped is not None:
             mapped[:_BELL_BYTES] = os.urandom(_BELL_BYTES)
