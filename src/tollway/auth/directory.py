@@ -275,9 +275,13 @@ class KeyDirectory:
                 log.warning("key lookup failed", exc_info=True)
                 self._db.failures.report("database", "key_lookup")
                 raise _store_down() from None
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[digest] = cached
+            # A change committed while this key was read (another request moved to
+            # its epoch) may be newer than what was read: answer this request with
+            # it, but never let it into the newer epoch's cache.
+            if self._epoch == epoch:
+                if len(self._cache) >= _CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache[digest] = cached
         return cached if isinstance(cached, KeyEntry) else None
 
     async def _keys_epoch(self, epochs: Epochs | None) -> int:
